@@ -1,0 +1,90 @@
+"""Database engines and transactions for SQLite (embedded) and PostgreSQL (scale-out).
+
+SQLite allows one writer at a time, so writing transactions go through their
+own engine whose transactions start with ``BEGIN IMMEDIATE`` and whose pool
+holds one connection: writers queue in the process instead of failing with
+"database is locked" half-way. Readers use a second engine with deferred
+transactions, which WAL mode lets run beside the writer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+logger = logging.getLogger(__name__)
+
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalize_url(url: str) -> str:
+    """Choose the async driver for a plain ``sqlite://`` or ``postgresql://`` URL."""
+    parsed = make_url(url)
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
+
+
+class Database:
+    """The store's engines, with ``read()`` and ``write()`` transactions."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        self.is_sqlite = make_url(self.url).get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            self._writer = _sqlite_engine(self.url, immediate=True, pool_size=1)
+            self._reader = _sqlite_engine(self.url, immediate=False, pool_size=4)
+        else:
+            self._writer = create_async_engine(self.url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            self._reader = self._writer
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._writer
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """Open a writing transaction, committed when the block exits without an error."""
+        async with self._writer.begin() as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """Open a read-only transaction: one consistent snapshot for the whole block."""
+        async with self._reader.connect() as connection, connection.begin():
+            yield connection
+
+    async def dispose(self) -> None:
+        await self._writer.dispose()
+        if self._reader is not self._writer:
+            await self._reader.dispose()
+
+
+def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _configure(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        # Take transaction control from the driver so the "begin" hook below decides.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine

@@ -1,0 +1,305 @@
+"""Records: one row per (connection, entity, remote id), written a page at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import Select
+
+from interlink.store.sequence import next_change_seq
+from interlink.store.tables import connections, records, sync_run_seen
+
+
+@dataclass(frozen=True)
+class PreparedRecord:
+    """A record ready to store: mapped, serialized and hashed by the sync engine."""
+
+    id: str
+    remote_id: str
+    data: dict[str, Any]
+    raw: dict[str, Any] | None
+    content_hash: str
+    remote_created_at: datetime | None
+    remote_updated_at: datetime | None
+    deleted: bool = False
+
+
+@dataclass
+class UpsertCounts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    # The change number the page's writes took, if it wrote anything.
+    change_seq: int | None = None
+
+    @property
+    def changed(self) -> int:
+        return self.created + self.updated + self.deleted
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    pk: int
+    id: str
+    connection_id: str
+    entity: str
+    remote_id: str
+    data: dict[str, Any]
+    raw: dict[str, Any] | None
+    remote_created_at: datetime | None
+    remote_updated_at: datetime | None
+    created_at: datetime
+    modified_at: datetime
+    deleted: bool
+    deleted_at: datetime | None
+    change_seq: int
+
+
+async def upsert_page(
+    connection: AsyncConnection,
+    *,
+    connection_id: str,
+    entity: str,
+    page: Sequence[PreparedRecord],
+    now: datetime,
+) -> UpsertCounts:
+    """Insert new records, rewrite changed ones, and count unchanged ones, in the caller's transaction.
+
+    A record whose content hash is unchanged is not rewritten, so its
+    ``modified_at`` and change number stay as they were. A record marked
+    deleted by the source is stored as deleted; one that reappears after a
+    deletion counts as updated.
+    """
+    counts = UpsertCounts()
+    latest = {record.remote_id: record for record in page}  # a page may repeat a record
+    existing = await _existing(connection, connection_id, entity, list(latest))
+
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for record in latest.values():
+        previous = existing.get(record.remote_id)
+        if previous is None:
+            inserts.append(_insert_values(record, connection_id, entity, now))
+            counts.created += 1
+        elif previous == (record.content_hash, record.deleted):
+            counts.unchanged += 1
+        else:
+            updates.append(_update_values(record, now))
+            if record.deleted:
+                counts.deleted += 1
+            else:
+                counts.updated += 1
+
+    if not inserts and not updates:
+        return counts
+    seq = await next_change_seq(connection)
+    counts.change_seq = seq
+    if inserts:
+        for values in inserts:
+            values["change_seq"] = seq
+        await connection.execute(insert(records), inserts)
+    if updates:
+        for values in updates:
+            values["b_seq"] = seq
+        await connection.execute(_UPDATE_STATEMENT, updates)
+    return counts
+
+
+_UPDATE_STATEMENT = (
+    update(records)
+    .where(records.c.id == bindparam("b_id"))
+    .values(
+        data=bindparam("b_data"),
+        raw=bindparam("b_raw"),
+        content_hash=bindparam("b_hash"),
+        remote_created_at=bindparam("b_remote_created_at"),
+        remote_updated_at=bindparam("b_remote_updated_at"),
+        modified_at=bindparam("b_now"),
+        deleted=bindparam("b_deleted"),
+        deleted_at=bindparam("b_deleted_at"),
+        change_seq=bindparam("b_seq"),
+    )
+)
+
+
+async def _existing(
+    connection: AsyncConnection, connection_id: str, entity: str, remote_ids: list[str]
+) -> dict[str, tuple[str, bool]]:
+    if not remote_ids:
+        return {}
+    query = select(records.c.remote_id, records.c.content_hash, records.c.deleted).where(
+        records.c.connection_id == connection_id,
+        records.c.entity == entity,
+        records.c.remote_id.in_(remote_ids),
+    )
+    return {row.remote_id: (row.content_hash, bool(row.deleted)) for row in await connection.execute(query)}
+
+
+def _insert_values(record: PreparedRecord, connection_id: str, entity: str, now: datetime) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "connection_id": connection_id,
+        "entity": entity,
+        "remote_id": record.remote_id,
+        "data": record.data,
+        "raw": record.raw,
+        "content_hash": record.content_hash,
+        "remote_created_at": record.remote_created_at,
+        "remote_updated_at": record.remote_updated_at,
+        "created_at": now,
+        "modified_at": now,
+        "deleted": record.deleted,
+        "deleted_at": now if record.deleted else None,
+    }
+
+
+def _update_values(record: PreparedRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "b_id": record.id,
+        "b_data": record.data,
+        "b_raw": record.raw,
+        "b_hash": record.content_hash,
+        "b_remote_created_at": record.remote_created_at,
+        "b_remote_updated_at": record.remote_updated_at,
+        "b_now": now,
+        "b_deleted": record.deleted,
+        "b_deleted_at": now if record.deleted else None,
+    }
+
+
+async def remember_seen(connection: AsyncConnection, run_id: str, remote_ids: Sequence[str]) -> None:
+    """Note the remote ids a full pass has read, for deletion reconciliation at its end."""
+    if not remote_ids:
+        return
+    rows = [{"run_id": run_id, "remote_id": remote_id} for remote_id in set(remote_ids)]
+    dialect = connection.dialect.name
+    statement: Any
+    if dialect == "postgresql":
+        statement = postgresql.insert(sync_run_seen).on_conflict_do_nothing()
+    else:
+        statement = sqlite.insert(sync_run_seen).on_conflict_do_nothing()
+    await connection.execute(statement, rows)
+
+
+async def mark_unseen_deleted(
+    connection: AsyncConnection,
+    *,
+    connection_id: str,
+    entity: str,
+    run_id: str,
+    pass_started_at: datetime,
+    history_start: datetime,
+    now: datetime,
+) -> int:
+    """Mark deleted the window's records that existed before the pass and were not seen in it.
+
+    A record without a remote change time counts as inside the window.
+    Returns how many records were marked.
+    """
+    seen = select(sync_run_seen.c.remote_id).where(sync_run_seen.c.run_id == run_id)
+    condition = and_(
+        records.c.connection_id == connection_id,
+        records.c.entity == entity,
+        records.c.deleted.is_(False),
+        records.c.created_at <= pass_started_at,
+        or_(records.c.remote_updated_at.is_(None), records.c.remote_updated_at >= history_start),
+        records.c.remote_id.not_in(seen),
+    )
+    missing = (await connection.execute(select(func.count()).where(condition))).scalar_one()
+    if not missing:
+        return 0
+    seq = await next_change_seq(connection)
+    await connection.execute(
+        update(records).where(condition).values(deleted=True, deleted_at=now, modified_at=now, change_seq=seq)
+    )
+    return int(missing)
+
+
+async def forget_seen(connection: AsyncConnection, run_id: str) -> None:
+    await connection.execute(delete(sync_run_seen).where(sync_run_seen.c.run_id == run_id))
+
+
+@dataclass(frozen=True)
+class RecordFilter:
+    """The filters of a record list; they are bound into its cursor."""
+
+    entity: str
+    connection_id: str | None = None
+    end_user_id: str | None = None
+    remote_id: str | None = None
+    modified_after: datetime | None = None
+    remote_updated_after: datetime | None = None
+    include_deleted: bool = False
+
+
+async def list_records(
+    connection: AsyncConnection,
+    record_filter: RecordFilter,
+    *,
+    after: tuple[int, int] | None,
+    limit: int,
+) -> Sequence[StoredRecord]:
+    """Return records in commit order (change number, then row), after the position ``after``."""
+    query = _filtered(record_filter).order_by(records.c.change_seq, records.c.pk).limit(limit)
+    if after is not None:
+        seq, pk = after
+        query = query.where(
+            or_(records.c.change_seq > seq, and_(records.c.change_seq == seq, records.c.pk > pk))
+        )
+    rows = (await connection.execute(query)).mappings().all()
+    return [_stored(row) for row in rows]
+
+
+def _filtered(record_filter: RecordFilter) -> Select[Any]:
+    query = select(records).where(records.c.entity == record_filter.entity)
+    if record_filter.connection_id is not None:
+        query = query.where(records.c.connection_id == record_filter.connection_id)
+    if record_filter.end_user_id is not None:
+        owned = select(connections.c.id).where(connections.c.end_user_id == record_filter.end_user_id)
+        query = query.where(records.c.connection_id.in_(owned))
+    if record_filter.remote_id is not None:
+        query = query.where(records.c.remote_id == record_filter.remote_id)
+    if record_filter.modified_after is not None:
+        query = query.where(records.c.modified_at > record_filter.modified_after)
+    if record_filter.remote_updated_after is not None:
+        query = query.where(records.c.remote_updated_at > record_filter.remote_updated_after)
+    if not record_filter.include_deleted:
+        query = query.where(records.c.deleted.is_(False))
+    return query
+
+
+async def get_record(connection: AsyncConnection, entity: str, record_id: str) -> StoredRecord | None:
+    query = select(records).where(records.c.id == record_id, records.c.entity == entity)
+    row = (await connection.execute(query)).mappings().first()
+    return _stored(row) if row else None
+
+
+def _stored(row: Any) -> StoredRecord:
+    return StoredRecord(**{name: row[name] for name in StoredRecord.__dataclass_fields__})
+
+
+def record_filter_key(record_filter: RecordFilter) -> dict[str, Any]:
+    """Return the filters a record cursor is bound to, in a stable form."""
+    return {
+        "entity": record_filter.entity,
+        "connection_id": record_filter.connection_id,
+        "end_user_id": record_filter.end_user_id,
+        "remote_id": record_filter.remote_id,
+        "modified_after": record_filter.modified_after.isoformat() if record_filter.modified_after else None,
+        "remote_updated_after": (
+            record_filter.remote_updated_after.isoformat() if record_filter.remote_updated_after else None
+        ),
+        "include_deleted": record_filter.include_deleted,
+    }
+
+
+def position_before(seq: int) -> tuple[int, int]:
+    """Return the list position just before every record written with change number ``seq``."""
+    return seq - 1, 2**63 - 1

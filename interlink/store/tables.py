@@ -1,0 +1,217 @@
+"""The database schema, in SQLAlchemy Core. Alembic migrations must match it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC time on every backend (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given; Interlink stores aware UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# A one-row counter behind every change sequence. Each writing transaction takes
+# its number by updating this row, which holds the row lock until commit, so
+# numbers are handed out in commit order and a reader paging by sequence never
+# sees a lower number commit after a higher one. Rows written by one transaction
+# share its number; readers page by (change_seq, pk).
+change_counter = Table(
+    "change_counter",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+connections = Table(
+    "connections",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("integration", String(64), nullable=False),
+    Column("auth_scheme", String(64), nullable=False),
+    Column("end_user_id", String(255), nullable=False, index=True),
+    Column("end_user_name", String(255)),
+    Column("end_user_email", String(255)),
+    Column("credentials", LargeBinary, nullable=False),  # Fernet token
+    Column("status", String(32), nullable=False),
+    Column("status_reason", String(64)),
+    Column("status_detail", Text),
+    Column("settings", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+connection_tokens = Table(
+    "connection_tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column(
+        "connection_id",
+        String(40),
+        ForeignKey("connections.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_prefix", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime),
+    Column("revoked_at", UtcDateTime),
+    Column("last_used_at", UtcDateTime),
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("connection_id", String(40), ForeignKey("connections.id", ondelete="CASCADE"), nullable=False),
+    Column("entity", String(32), nullable=False),
+    Column("remote_id", String(512), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("raw", JSON),
+    Column("content_hash", String(64), nullable=False),
+    Column("remote_created_at", UtcDateTime),
+    Column("remote_updated_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("modified_at", UtcDateTime, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("deleted_at", UtcDateTime),
+    Column("change_seq", BigInteger, nullable=False),
+    UniqueConstraint("connection_id", "entity", "remote_id"),
+    Index(None, "entity", "change_seq", "pk"),
+    Index(None, "connection_id", "entity", "change_seq", "pk"),
+)
+
+sync_states = Table(
+    "sync_states",
+    metadata,
+    Column("connection_id", String(40), ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True),
+    Column("entity", String(32), primary_key=True),
+    Column("cursor", Text),
+    Column("last_success_at", UtcDateTime),
+    Column("last_full_success_at", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("connection_id", String(40), ForeignKey("connections.id", ondelete="CASCADE"), nullable=False),
+    Column("entity", String(32), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("trigger", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("fetched", Integer, nullable=False, default=0),
+    Column("created", Integer, nullable=False, default=0),
+    Column("updated", Integer, nullable=False, default=0),
+    Column("unchanged", Integer, nullable=False, default=0),
+    Column("deleted", Integer, nullable=False, default=0),
+    Column("queued_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    Column("error", Text),
+    Column("error_code", String(64)),
+    # The page-level cursor a full pass has reached, so a crashed full run resumes.
+    Column("full_cursor", Text),
+    Column("lease_owner", String(64)),
+    Column("lease_expires_at", UtcDateTime),
+    Column("attempts", Integer, nullable=False, default=0),
+    Index(None, "connection_id", "entity", "status"),
+    Index(None, "connection_id", "queued_at"),
+    Index(None, "status", "lease_expires_at"),
+    # At most one run waits and at most one runs per (connection, entity).
+    Index(
+        "uq_sync_runs_one_queued",
+        "connection_id",
+        "entity",
+        unique=True,
+        sqlite_where=text("status = 'queued'"),
+        postgresql_where=text("status = 'queued'"),
+    ),
+    Index(
+        "uq_sync_runs_one_running",
+        "connection_id",
+        "entity",
+        unique=True,
+        sqlite_where=text("status = 'running'"),
+        postgresql_where=text("status = 'running'"),
+    ),
+)
+
+# Remote ids a full pass has seen, so deletion reconciliation never holds them in memory.
+sync_run_seen = Table(
+    "sync_run_seen",
+    metadata,
+    Column("run_id", String(40), ForeignKey("sync_runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("remote_id", String(512), primary_key=True),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("type", String(64), nullable=False),
+    Column("connection_id", String(40), index=True),
+    Column("data", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "seq", "pk"),
+)
