@@ -1,0 +1,1 @@
+"""Connectors: the contract, the shared HTTP layer and one package per integration."""
