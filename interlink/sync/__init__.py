@@ -1,0 +1,1 @@
+"""The sync engine, its dispatchers and run requests."""

@@ -1,0 +1,404 @@
+"""The sync engine: read pages from a connector, store them, checkpoint, reconcile.
+
+``SyncEngine.execute_run`` is the one function that executes a run, whichever
+dispatcher delivered its id. It takes the run's lease in the database, so a
+run delivered twice, or to two workers, executes once; every page and the
+cursor after it are committed in one transaction, so a crash resumes from
+the last committed page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from interlink.connectors.base import ConnectorContext, Integration, ReadWindow, SourceRecord
+from interlink.connectors.errors import AuthenticationError, ConnectorError, RetryableError
+from interlink.connectors.http import create_client
+from interlink.connectors.registry import get_integration
+from interlink.crypto import CredentialBox
+from interlink.errors import InterlinkError
+from interlink.model import ConnectionSettings, content_hash, record_id
+from interlink.store import Database
+from interlink.store.connections import ConnectionRow, get_connection, transition_status, update_connection
+from interlink.store.cursors import encode_cursor
+from interlink.store.events import append_event
+from interlink.store.records import (
+    PreparedRecord,
+    RecordFilter,
+    forget_seen,
+    mark_unseen_deleted,
+    position_before,
+    record_filter_key,
+    remember_seen,
+    upsert_page,
+)
+from interlink.store.runs import (
+    RunRow,
+    claim_run,
+    extend_lease,
+    finish_run,
+    get_run,
+    get_sync_state,
+    save_sync_state,
+    waiting_run,
+)
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+HttpFactory = Callable[[], httpx.AsyncClient]
+ProgressCallback = Callable[[RunRow, Mapping[str, int]], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class LeaseLost(InterlinkError):
+    """Another worker took over the run, so this one must stop without writing."""
+
+
+class RunAborted(InterlinkError):
+    """The run cannot start, for a reason a person can act on."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class _Progress:
+    counts: dict[str, int]
+    first_change_seq: int | None = None
+    cursor: str | None = None
+    complete: bool = False
+    changed: int = 0
+
+
+@dataclass
+class SyncEngine:
+    """Executes sync runs against the store."""
+
+    db: Database
+    credentials: CredentialBox
+    lease: timedelta = timedelta(seconds=60)
+    clock: Clock = utcnow
+    http_factory: HttpFactory = create_client
+    integration_lookup: Callable[[str], Integration | None] = get_integration
+    # Called with the id of a run that may start now that the previous run of its pair finished.
+    on_run_waiting: Callable[[str], Awaitable[None]] | None = None
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{id(object())}")
+
+    async def execute_run(self, run_id: str, *, progress: ProgressCallback | None = None) -> RunRow | None:
+        """Execute one run to its end; return it, or ``None`` when it was not ours to execute."""
+        claimed = await self._claim(run_id)
+        if claimed is None:
+            logger.debug("sync.run.skipped run_id=%s", run_id)
+            return None
+        run, connection = claimed
+        logger.info(
+            "sync.run.started run_id=%s connection_id=%s entity=%s mode=%s attempt=%d",
+            run.id,
+            run.connection_id,
+            run.entity,
+            run.mode,
+            run.attempts,
+        )
+        state = _Progress(counts=run.counts)
+        try:
+            async with self._heartbeat(run, state):
+                await self._sync(run, connection, state, progress)
+            await self._succeed(run, state)
+        except LeaseLost:
+            logger.warning("sync.run.lease_lost run_id=%s", run.id)
+            return await self._reload(run.id)
+        except RunAborted as exc:
+            await self._fail(run, state, str(exc), exc.code)
+        except AuthenticationError as exc:
+            await self._fail(run, state, str(exc), exc.reason_code, status="reauthorization_required")
+        except RetryableError as exc:
+            await self._fail(run, state, f"{exc} (retries exhausted)", exc.reason_code, status="degraded")
+        except ConnectorError as exc:
+            await self._fail(run, state, str(exc), exc.reason_code)
+        except Exception:
+            logger.exception("sync.run.crashed run_id=%s connection_id=%s", run.id, run.connection_id)
+            await self._fail(run, state, "internal error in Interlink; see the server log", "internal_error")
+        await self._release_waiting(run)
+        return await self._reload(run.id)
+
+    async def _claim(self, run_id: str) -> tuple[RunRow, ConnectionRow] | None:
+        now = self.clock()
+        async with self.db.write() as db:
+            run = await claim_run(db, run_id, owner=self.owner, now=now, lease_until=now + self.lease)
+            if run is None:
+                return None
+            connection = await get_connection(db, run.connection_id)
+            if connection is None:
+                return None  # deleted with its runs while this one waited
+            if run.attempts == 1:
+                await append_event(
+                    db,
+                    "sync.started",
+                    {"run_id": run.id, "entity": run.entity, "mode": run.mode, "trigger": run.trigger},
+                    connection_id=run.connection_id,
+                )
+        return run, connection
+
+    async def _sync(
+        self, run: RunRow, connection: ConnectionRow, state: _Progress, progress: ProgressCallback | None
+    ) -> None:
+        if connection.status in ("disabled", "reauthorization_required"):
+            raise RunAborted(
+                f"connection {connection.id} is {connection.status}; "
+                + (
+                    "enable it again"
+                    if connection.status == "disabled"
+                    else "reconnect it with new credentials"
+                ),
+                f"connection_{connection.status}",
+            )
+        integration = self.integration_lookup(connection.integration)
+        if integration is None:
+            raise RunAborted(
+                f"integration {connection.integration!r} is not installed", "integration_missing"
+            )
+        settings = ConnectionSettings.model_validate(connection.settings)
+        window = ReadWindow(
+            mode="full" if run.mode == "full" else "incremental",
+            history_start=self.clock() - timedelta(days=settings.history_days),
+        )
+        cursor = run.full_cursor if run.mode == "full" else await self._stored_cursor(run)
+
+        async with self.http_factory() as http:
+            context = ConnectorContext(
+                connection_id=connection.id,
+                auth_scheme=connection.auth_scheme,
+                credentials=self.credentials.decrypt(connection.credentials),
+                http=http,
+                save_credentials=lambda values: self._save_credentials(connection.id, values),
+            )
+            reader = integration.build(context).reader(run.entity)
+            async for page in reader.read(cursor, window):
+                prepared = [self._prepare(connection.id, integration, run.entity, r) for r in page.records]
+                await self._commit_page(run, prepared, page.cursor, state)
+                state.cursor = page.cursor
+                state.complete = page.complete
+                if progress is not None:
+                    progress(run, state.counts)
+
+    async def _stored_cursor(self, run: RunRow) -> str | None:
+        async with self.db.read() as db:
+            sync_state = await get_sync_state(db, run.connection_id, run.entity)
+        return sync_state.cursor if sync_state else None
+
+    def _prepare(
+        self, connection_id: str, integration: Integration, entity: str, record: SourceRecord
+    ) -> PreparedRecord:
+        data = record.data.model_dump(mode="json")
+        raw = {key: value for key, value in record.raw.items() if key not in integration.volatile_fields}
+        digest = content_hash(
+            {
+                "data": data,
+                "raw": raw,
+                "remote_created_at": record.remote_created_at,
+                "remote_updated_at": record.remote_updated_at,
+                "deleted": record.deleted,
+            }
+        )
+        return PreparedRecord(
+            id=record_id(connection_id, entity, record.remote_id),
+            remote_id=record.remote_id,
+            data=data,
+            raw=raw,
+            content_hash=digest,
+            remote_created_at=record.remote_created_at,
+            remote_updated_at=record.remote_updated_at,
+            deleted=record.deleted,
+        )
+
+    async def _commit_page(
+        self, run: RunRow, prepared: list[PreparedRecord], cursor: str | None, state: _Progress
+    ) -> None:
+        now = self.clock()
+        async with self.db.write() as db:
+            page_counts = await upsert_page(
+                db, connection_id=run.connection_id, entity=run.entity, page=prepared, now=now
+            )
+            counts = dict(state.counts)
+            counts["fetched"] += len(prepared)
+            for name in ("created", "updated", "unchanged", "deleted"):
+                counts[name] += getattr(page_counts, name)
+            if run.mode == "full":
+                await remember_seen(db, run.id, [record.remote_id for record in prepared])
+            else:
+                await save_sync_state(db, run.connection_id, run.entity, now=now, cursor=cursor)
+            owned = await extend_lease(
+                db,
+                run.id,
+                owner=self.owner,
+                lease_until=now + self.lease,
+                counts=counts,
+                full_cursor=cursor if run.mode == "full" else None,
+            )
+            if not owned:
+                raise LeaseLost(run.id)  # rolls the page back
+        state.counts = counts
+        state.changed += page_counts.changed
+        if state.first_change_seq is None:
+            state.first_change_seq = page_counts.change_seq
+
+    async def _succeed(self, run: RunRow, state: _Progress) -> None:
+        now = self.clock()
+        async with self.db.write() as db:
+            if run.mode == "full" and state.complete:
+                connection = await get_connection(db, run.connection_id)
+                assert connection is not None
+                settings = ConnectionSettings.model_validate(connection.settings)
+                latest = await get_run(db, run.id)
+                assert latest is not None
+                assert latest.started_at is not None
+                deleted = await mark_unseen_deleted(
+                    db,
+                    connection_id=run.connection_id,
+                    entity=run.entity,
+                    run_id=run.id,
+                    pass_started_at=latest.started_at,
+                    history_start=latest.started_at - timedelta(days=settings.history_days),
+                    now=now,
+                )
+                state.counts["deleted"] += deleted
+                state.changed += deleted
+            if run.mode == "full":
+                await forget_seen(db, run.id)
+            await save_sync_state(
+                db,
+                run.connection_id,
+                run.entity,
+                now=now,
+                cursor=state.cursor,
+                succeeded=True,
+                full=run.mode == "full" and state.complete,
+            )
+            if not await finish_run(
+                db, run.id, owner=self.owner, status="succeeded", now=now, counts=state.counts
+            ):
+                raise LeaseLost(run.id)
+            await self._append_completion_events(db, run, state)
+            await transition_status(db, run.connection_id, "active")
+        logger.info("sync.run.succeeded run_id=%s counts=%s", run.id, state.counts)
+
+    async def _append_completion_events(self, db: Any, run: RunRow, state: _Progress) -> None:
+        await append_event(
+            db,
+            "sync.completed",
+            {"run_id": run.id, "entity": run.entity, "mode": run.mode, "counts": state.counts},
+            connection_id=run.connection_id,
+        )
+        if state.changed and state.first_change_seq is not None:
+            record_filter = RecordFilter(
+                entity=run.entity, connection_id=run.connection_id, include_deleted=True
+            )
+            cursor = encode_cursor(position_before(state.first_change_seq), record_filter_key(record_filter))
+            counts = {name: state.counts[name] for name in ("created", "updated", "deleted")}
+            await append_event(
+                db,
+                "records.changed",
+                {
+                    "run_id": run.id,
+                    "entities": {run.entity: {"count": state.changed, "counts": counts, "cursor": cursor}},
+                },
+                connection_id=run.connection_id,
+            )
+
+    async def _fail(
+        self, run: RunRow, state: _Progress, reason: str, code: str, *, status: str | None = None
+    ) -> None:
+        logger.warning(
+            "sync.run.failed run_id=%s connection_id=%s code=%s error=%s",
+            run.id,
+            run.connection_id,
+            code,
+            reason,
+        )
+        now = self.clock()
+        async with self.db.write() as db:
+            finished = await finish_run(
+                db,
+                run.id,
+                owner=self.owner,
+                status="failed",
+                now=now,
+                counts=state.counts,
+                error=reason,
+                error_code=code,
+            )
+            if not finished:
+                return
+            if run.mode == "full":
+                await forget_seen(db, run.id)
+            await append_event(
+                db,
+                "sync.failed",
+                {
+                    "run_id": run.id,
+                    "entity": run.entity,
+                    "mode": run.mode,
+                    "error": reason,
+                    "error_code": code,
+                },
+                connection_id=run.connection_id,
+            )
+            if status is not None:
+                await transition_status(db, run.connection_id, status, reason=code, detail=reason)
+
+    async def _release_waiting(self, run: RunRow) -> None:
+        if self.on_run_waiting is None:
+            return
+        async with self.db.read() as db:
+            next_run = await waiting_run(db, run.connection_id, run.entity)
+        if next_run is not None:
+            await self.on_run_waiting(next_run)
+
+    async def _reload(self, run_id: str) -> RunRow | None:
+        async with self.db.read() as db:
+            return await get_run(db, run_id)
+
+    async def _save_credentials(self, connection_id: str, values: Mapping[str, str]) -> None:
+        """Store refreshed credentials (a renewed token, say) before the connector uses them."""
+        async with self.db.write() as db:
+            connection = await get_connection(db, connection_id)
+            if connection is None:
+                return
+            merged = {**self.credentials.decrypt(connection.credentials), **values}
+            await update_connection(db, connection_id, credentials=self.credentials.encrypt(merged))
+
+    @asynccontextmanager
+    async def _heartbeat(self, run: RunRow, state: _Progress) -> AsyncIterator[None]:
+        """Renew the lease in the background while a slow page is being read."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.lease.total_seconds() / 3)
+                now = self.clock()
+                async with self.db.write() as db:
+                    if not await extend_lease(db, run.id, owner=self.owner, lease_until=now + self.lease):
+                        logger.warning("sync.run.heartbeat_lost run_id=%s", run.id)
+                        return
+
+        task = asyncio.create_task(renew(), name=f"heartbeat-{run.id}")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,119 @@
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from interlink.model import (
+    ENTITIES,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    Ref,
+    canonical_json,
+    content_hash,
+    new_id,
+    record_id,
+)
+
+
+def test_record_id_is_deterministic_and_prefixed() -> None:
+    first = record_id("con_1", "purchase_order", "42")
+    again = record_id("con_1", "purchase_order", "42")
+    assert first == again
+    assert first.startswith("po_")
+    assert len(first) == len("po_") + 26
+
+
+def test_record_id_differs_per_connection_entity_and_key() -> None:
+    base = record_id("con_1", "vendor", "42")
+    assert record_id("con_2", "vendor", "42") != base
+    assert record_id("con_1", "part", "42") != base
+    assert record_id("con_1", "vendor", "43") != base
+
+
+def test_record_id_hides_the_remote_key() -> None:
+    assert "secret-key-7" not in record_id("con_1", "user", "secret-key-7")
+
+
+def test_record_id_does_not_confuse_part_boundaries() -> None:
+    assert record_id("con_1", "vendor", "a\x1fb") != record_id("con_1\x1fvendor", "vendor", "b")
+
+
+def test_new_id_is_time_ordered_uuid7() -> None:
+    first = new_id("run")
+    second = new_id("run")
+    assert first.startswith("run_")
+    assert first[4:][12] == "7"  # version nibble
+    assert first[:16] <= second[:16]  # millisecond prefix never goes back
+
+
+def test_decimals_serialize_as_strings_without_floats() -> None:
+    order = PurchaseOrder(total_net=Decimal("1234.50"), lines=[PurchaseOrderLine(quantity=Decimal("0.1"))])
+    dumped = order.model_dump(mode="json")
+    assert dumped["total_net"] == "1234.50"
+    assert dumped["lines"][0]["quantity"] == "0.1"
+
+
+def test_decimal_rejects_infinity() -> None:
+    with pytest.raises(ValidationError):
+        PurchaseOrder(total_net=Decimal("Infinity"))
+
+
+def test_times_are_converted_to_utc() -> None:
+    paris = timezone(timedelta(hours=1))
+    order = PurchaseOrder(approved_at=datetime(2026, 3, 1, 12, 0, tzinfo=paris))
+    assert order.model_dump(mode="json")["approved_at"] == "2026-03-01T11:00:00Z"
+
+
+def test_naive_times_are_rejected() -> None:
+    with pytest.raises(ValidationError, match="UTC offset"):
+        PurchaseOrder(approved_at=datetime(2026, 3, 1, 12, 0))  # noqa: DTZ001
+
+
+def test_unknown_fields_are_rejected() -> None:
+    with pytest.raises(ValidationError):
+        PurchaseOrder.model_validate({"numbr": "PO-1"})
+
+
+def test_every_entity_has_a_record_schema_with_envelope() -> None:
+    for entity in ENTITIES.values():
+        schema = entity.record_model.model_json_schema()
+        assert "id" in schema["properties"], entity.name
+        assert "remote_id" in schema["properties"], entity.name
+        assert set(schema["required"]) >= {"id", "remote_id", "connection_id", "created_at"}, entity.name
+
+
+def test_schema_types_decimals_as_strings() -> None:
+    schema = ENTITIES["purchase_order"].record_model.model_json_schema()
+    total = schema["properties"]["total_net"]["anyOf"][0]
+    assert total["type"] == "string"
+
+
+def test_content_hash_ignores_key_order_and_trailing_zeros() -> None:
+    first = {"a": Decimal("210.00"), "b": [1, 2]}
+    second = {"b": [1, 2], "a": Decimal("210")}
+    assert content_hash(first) == content_hash(second)
+
+
+def test_content_hash_sees_a_changed_value() -> None:
+    assert content_hash({"a": Decimal("210.00")}) != content_hash({"a": Decimal("210.01")})
+
+
+def test_canonical_json_writes_times_in_utc() -> None:
+    moment = datetime(2026, 1, 1, 1, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert canonical_json({"t": moment}) == b'{"t":"2026-01-01T00:00:00Z"}'
+    assert canonical_json({"t": moment}) == canonical_json({"t": moment.astimezone(UTC)})
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False, places=4))
+def test_decimal_round_trips_through_json(value: Decimal) -> None:
+    line = PurchaseOrderLine(unit_price=value)
+    restored = PurchaseOrderLine.model_validate_json(line.model_dump_json())
+    assert restored.unit_price == value
+
+
+def test_ref_requires_both_ids() -> None:
+    with pytest.raises(ValidationError):
+        Ref.model_validate({"id": "vnd_x"})
