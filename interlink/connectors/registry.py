@@ -1,27 +1,26 @@
-"""The integrations Interlink knows, by name."""
+"""The integrations Interlink knows: each package under ``interlink.connectors`` with an ``INTEGRATION``."""
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from functools import cache
 
+import interlink.connectors
 from interlink.connectors.base import Integration
-
-# Each module exposes ``INTEGRATION``; modules are imported on first use.
-_MODULES: dict[str, str] = {
-    "tryton": "interlink.connectors.tryton",
-}
 
 
 @cache
 def integrations() -> dict[str, Integration]:
     found: dict[str, Integration] = {}
-    for name, module_name in _MODULES.items():
-        integration = importlib.import_module(module_name).INTEGRATION
-        assert isinstance(integration, Integration)
-        assert integration.name == name
-        found[name] = integration
-    return found
+    for module_info in pkgutil.iter_modules(interlink.connectors.__path__):
+        if not module_info.ispkg:
+            continue
+        module = importlib.import_module(f"interlink.connectors.{module_info.name}")
+        integration = getattr(module, "INTEGRATION", None)
+        if isinstance(integration, Integration):
+            found[integration.name] = integration
+    return dict(sorted(found.items()))
 
 
 def get_integration(name: str) -> Integration | None:

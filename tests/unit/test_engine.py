@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -71,16 +70,26 @@ def engine(runtime: Runtime, source: MemorySource, clock: Clock) -> SyncEngine:
     )
 
 
-async def run_sync(runtime: Runtime, engine: SyncEngine, connection_id: str, mode: str = "incremental") -> RunRow:
+async def run_sync(
+    runtime: Runtime, engine: SyncEngine, connection_id: str, mode: str = "incremental"
+) -> RunRow:
     (run,) = await request_syncs(
-        runtime.db, None, connection_id=connection_id, entities=["vendor"], mode=mode, trigger="manual", now=engine.clock()
+        runtime.db,
+        None,
+        connection_id=connection_id,
+        entities=["vendor"],
+        mode=mode,
+        trigger="manual",
+        now=engine.clock(),
     )
     finished = await engine.execute_run(run.id)
     assert finished is not None
     return finished
 
 
-async def stored(runtime: Runtime, connection_id: str, *, include_deleted: bool = False) -> dict[str, dict[str, object]]:
+async def stored(
+    runtime: Runtime, connection_id: str, *, include_deleted: bool = False
+) -> dict[str, dict[str, object]]:
     async with runtime.db.read() as db:
         rows = await list_records(
             db,
@@ -88,10 +97,15 @@ async def stored(runtime: Runtime, connection_id: str, *, include_deleted: bool 
             after=None,
             limit=10_000,
         )
-    return {row.remote_id: {"name": row.data["name"], "deleted": row.deleted, "seq": row.change_seq} for row in rows}
+    return {
+        row.remote_id: {"name": row.data["name"], "deleted": row.deleted, "seq": row.change_seq}
+        for row in rows
+    }
 
 
-async def test_first_sync_creates_every_record(runtime: Runtime, engine: SyncEngine, connection_id: str) -> None:
+async def test_first_sync_creates_every_record(
+    runtime: Runtime, engine: SyncEngine, connection_id: str
+) -> None:
     run = await run_sync(runtime, engine, connection_id)
     assert run.status == "succeeded"
     assert run.counts == {"fetched": 10, "created": 10, "updated": 0, "unchanged": 0, "deleted": 0}
@@ -139,7 +153,13 @@ async def test_crash_between_pages_resumes_without_loss(
 ) -> None:
     source.hang_at_page = 3
     (run,) = await request_syncs(
-        runtime.db, None, connection_id=connection_id, entities=["vendor"], mode="incremental", trigger="manual", now=clock()
+        runtime.db,
+        None,
+        connection_id=connection_id,
+        entities=["vendor"],
+        mode="incremental",
+        trigger="manual",
+        now=clock(),
     )
     task = asyncio.create_task(engine.execute_run(run.id))
     for _ in range(200):
@@ -155,7 +175,11 @@ async def test_crash_between_pages_resumes_without_loss(
     source.hang_at_page = None
     clock.now = T0 + timedelta(minutes=5)  # the dead worker's lease expired
     other = SyncEngine(
-        runtime.db, runtime.credentials, clock=clock, integration_lookup=engine.integration_lookup, owner="worker-b"
+        runtime.db,
+        runtime.credentials,
+        clock=clock,
+        integration_lookup=engine.integration_lookup,
+        owner="worker-b",
     )
     resumed = await other.execute_run(run.id)
     assert resumed is not None
@@ -172,7 +196,13 @@ async def test_run_leased_by_another_worker_is_skipped(
 ) -> None:
     source.hang_at_page = 1
     (run,) = await request_syncs(
-        runtime.db, None, connection_id=connection_id, entities=["vendor"], mode="incremental", trigger="manual", now=clock()
+        runtime.db,
+        None,
+        connection_id=connection_id,
+        entities=["vendor"],
+        mode="incremental",
+        trigger="manual",
+        now=clock(),
     )
     task = asyncio.create_task(engine.execute_run(run.id))
     for _ in range(200):
@@ -180,7 +210,11 @@ async def test_run_leased_by_another_worker_is_skipped(
         if source.pages_served >= 1:
             break
     other = SyncEngine(
-        runtime.db, runtime.credentials, clock=clock, integration_lookup=engine.integration_lookup, owner="worker-b"
+        runtime.db,
+        runtime.credentials,
+        clock=clock,
+        integration_lookup=engine.integration_lookup,
+        owner="worker-b",
     )
     assert await other.execute_run(run.id) is None
     task.cancel()
@@ -190,10 +224,22 @@ async def test_run_leased_by_another_worker_is_skipped(
 
 async def test_second_trigger_returns_waiting_run(runtime: Runtime, connection_id: str, clock: Clock) -> None:
     first = await request_syncs(
-        runtime.db, None, connection_id=connection_id, entities=["vendor"], mode="incremental", trigger="api", now=clock()
+        runtime.db,
+        None,
+        connection_id=connection_id,
+        entities=["vendor"],
+        mode="incremental",
+        trigger="api",
+        now=clock(),
     )
     second = await request_syncs(
-        runtime.db, None, connection_id=connection_id, entities=["vendor"], mode="full", trigger="api", now=clock()
+        runtime.db,
+        None,
+        connection_id=connection_id,
+        entities=["vendor"],
+        mode="full",
+        trigger="api",
+        now=clock(),
     )
     assert first[0].id == second[0].id
     assert second[0].mode == "full"
@@ -204,7 +250,13 @@ async def test_queued_run_waits_while_another_runs(
 ) -> None:
     source.hang_at_page = 1
     (first,) = await request_syncs(
-        runtime.db, None, connection_id=connection_id, entities=["vendor"], mode="incremental", trigger="api", now=clock()
+        runtime.db,
+        None,
+        connection_id=connection_id,
+        entities=["vendor"],
+        mode="incremental",
+        trigger="api",
+        now=clock(),
     )
     task = asyncio.create_task(engine.execute_run(first.id))
     for _ in range(200):
@@ -212,7 +264,13 @@ async def test_queued_run_waits_while_another_runs(
         if source.pages_served >= 1:
             break
     (second,) = await request_syncs(
-        runtime.db, None, connection_id=connection_id, entities=["vendor"], mode="incremental", trigger="api", now=clock()
+        runtime.db,
+        None,
+        connection_id=connection_id,
+        entities=["vendor"],
+        mode="incremental",
+        trigger="api",
+        now=clock(),
     )
     assert second.id != first.id
     assert await engine.execute_run(second.id) is None  # blocked: the first still runs
@@ -306,7 +364,9 @@ async def test_wrong_password_requires_reauthorization_once(
     assert second.error_code == "connection_reauthorization_required"
     async with runtime.db.read() as db:
         changed = await list_events(db, after=None, limit=100, event_type="connection.status_changed")
-        required = await list_events(db, after=None, limit=100, event_type="connection.reauthorization_required")
+        required = await list_events(
+            db, after=None, limit=100, event_type="connection.reauthorization_required"
+        )
     assert len(changed) == 1
     assert len(required) == 1
 
@@ -331,5 +391,3 @@ async def test_records_changed_event_points_at_the_changes(
     change = event.data["entities"]["vendor"]
     assert change["count"] == 10
     assert isinstance(change["cursor"], str)
-
-

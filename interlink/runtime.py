@@ -1,0 +1,82 @@
+"""Wiring: the store, the engine, the dispatcher and the API of one Interlink process."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from interlink.api.app import create_app
+from interlink.api.services import Services
+from interlink.connectors.http import create_client
+from interlink.crypto import CredentialBox
+from interlink.settings import Settings
+from interlink.store import Database
+from interlink.store.migrate import upgrade
+from interlink.sync.dispatch import LocalDispatcher, Reaper
+from interlink.sync.engine import Clock, HttpFactory, SyncEngine, utcnow
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything one process runs, built from settings."""
+
+    settings: Settings
+    clock: Clock = utcnow
+    http_factory: HttpFactory = create_client
+    workers: bool = True
+    db: Database = field(init=False)
+    credentials: CredentialBox = field(init=False)
+    engine: SyncEngine = field(init=False)
+    dispatcher: LocalDispatcher = field(init=False)
+    reaper: Reaper = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.db = Database(self.settings.database_url)
+        self.credentials = CredentialBox(self.settings.secret_key)
+        self.engine = SyncEngine(
+            self.db,
+            self.credentials,
+            lease=timedelta(seconds=self.settings.lease_seconds),
+            clock=self.clock,
+            http_factory=self.http_factory,
+        )
+        self.dispatcher = LocalDispatcher(self.engine.execute_run, concurrency=self.settings.workers)
+        self.engine.on_run_waiting = self.dispatcher.dispatch
+        self.reaper = Reaper(self.db, self.dispatcher, clock=self.clock)
+
+    def services(self) -> Services:
+        return Services(
+            settings=self.settings,
+            db=self.db,
+            credentials=self.credentials,
+            dispatcher=self.dispatcher if self.workers else None,
+            clock=self.clock,
+            http_factory=self.http_factory,
+        )
+
+    async def start(self, *, migrate: bool | None = None) -> None:
+        """Apply migrations (by default only on SQLite) and start the workers and the reaper."""
+        if migrate if migrate is not None else self.db.is_sqlite:
+            await upgrade(self.db)
+        if self.workers:
+            self.dispatcher.start()
+            self.reaper.start()
+        logger.info(
+            "runtime.started workers=%s database=%s",
+            self.workers,
+            "sqlite" if self.db.is_sqlite else "postgresql",
+        )
+
+    async def stop(self) -> None:
+        await self.reaper.stop()
+        await self.dispatcher.stop()
+        await self.db.dispose()
+        logger.info("runtime.stopped")
+
+    def app(self) -> FastAPI:
+        return create_app(self.services(), on_startup=self.start, on_shutdown=self.stop)
