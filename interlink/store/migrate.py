@@ -26,7 +26,7 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-async def upgrade(db: Database, revision: str = "head") -> None:
+async def upgrade(db: Database, revision: str = "heads") -> None:
     """Bring the schema to ``revision``; on PostgreSQL under an advisory lock so processes take turns."""
 
     def run(connection: Connection) -> None:
