@@ -122,7 +122,9 @@ def memory_integration(source: MemorySource, *, lookback: timedelta = timedelta(
         name="memory",
         label="Memory",
         description="An in-memory source for tests.",
-        auth_schemes=(AuthScheme("password", "Password", (CredentialField("password", "Password", "", True),)),),
+        auth_schemes=(
+            AuthScheme("password", "Password", (CredentialField("password", "Password", "", True),)),
+        ),
         entities=(EntityCapabilities("vendor"),),
         build=build,
         lookback=lookback,

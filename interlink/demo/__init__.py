@@ -1,0 +1,1 @@
+"""Local demo systems: a seeded Tryton server for the demo command and the tests."""
