@@ -11,7 +11,8 @@ from typing import Any
 from interlink.model.types import format_utc
 
 
-def _encode(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """Encode the values ``json`` cannot: Decimal as a normalized string, times in UTC, dates as ISO."""
     if isinstance(value, Decimal):
         # "210.00", "210.0" and "210" are one value and must hash the same.
         return "0" if value == 0 else format(value.normalize(), "f")
@@ -27,7 +28,7 @@ def _encode(value: Any) -> Any:
 def canonical_json(value: Any) -> bytes:
     """Serialize to canonical JSON: sorted keys, no spaces, normalized decimals, UTC times."""
     return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_encode
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=json_default
     ).encode()
 
 

@@ -9,9 +9,12 @@ transactions, which WAL mode lets run beside the writer.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import event
@@ -19,9 +22,27 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from interlink.model.types import format_utc
+
 logger = logging.getLogger(__name__)
 
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _storage_default(value: Any) -> str:
+    # Raw source records may carry Decimal and datetime values: they are stored
+    # as their exact decimal text and as RFC 3339 times, so no precision is lost.
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return format_utc(value) if value.tzinfo else value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json_serializer(value: Any) -> str:
+    return json.dumps(value, default=_storage_default, ensure_ascii=False)
 
 
 def normalize_url(url: str) -> str:
@@ -44,7 +65,9 @@ class Database:
             self._writer = _sqlite_engine(self.url, immediate=True, pool_size=1)
             self._reader = _sqlite_engine(self.url, immediate=False, pool_size=4)
         else:
-            self._writer = create_async_engine(self.url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            self._writer = create_async_engine(
+                self.url, pool_size=10, max_overflow=10, pool_pre_ping=True, json_serializer=_json_serializer
+            )
             self._reader = self._writer
 
     @property
@@ -70,7 +93,7 @@ class Database:
 
 
 def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, json_serializer=_json_serializer)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _configure(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:

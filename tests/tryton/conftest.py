@@ -1,0 +1,96 @@
+"""A real Tryton 8.2 server for the whole test session, with a fresh seeded database per test.
+
+The seeded template takes about 40 s to build. It is kept in
+``INTERLINK_TRYTON_TEMPLATE_DIR`` (default ``~/.cache/interlink/tryton-template``)
+and rebuilt only when the seed script or trytond changes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from interlink.connections import create_connection
+from interlink.model import ConnectionSettings
+from interlink.runtime import Runtime
+from tests.support.tryton_admin import TrytonAdmin
+
+try:
+    import trytond  # noqa: F401
+
+    from interlink.demo.tryton_server import TrytonServer, prepare_template
+except ImportError:  # Tryton is an optional extra
+    TrytonServer = None  # type: ignore[assignment,misc]
+
+ADMIN_PASSWORD = "tryton-admin-password"
+PURCHASES = 30
+# One database copy per test that uses the ``tryton`` fixture, so keep it above their count.
+COPIES = 24
+
+
+@pytest.fixture(scope="session")
+def tryton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrytonServer]:
+    if TrytonServer is None:
+        message = "Tryton is not installed: pip install -e '.[tryton]'"
+        if os.environ.get("INTERLINK_REQUIRE_ALL"):
+            pytest.fail(message)
+        pytest.skip(message)
+    configured = os.environ.get("INTERLINK_TRYTON_TEMPLATE_DIR")
+    directory = Path(configured) if configured else Path.home() / ".cache" / "interlink" / "tryton-template"
+    template = prepare_template(directory, purchases=PURCHASES, admin_password=ADMIN_PASSWORD)
+    server = TrytonServer.with_copies(
+        template, tmp_path_factory.mktemp("tryton"), admin_password=ADMIN_PASSWORD, copies=COPIES
+    )
+    with server:
+        yield server
+
+
+@dataclass
+class TrytonDatabase:
+    """One fresh seeded database on the shared server."""
+
+    server: TrytonServer
+    name: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def password_credentials(self) -> dict[str, str]:
+        return {
+            "url": self.server.url,
+            "database": self.name,
+            "username": self.server.admin_login,
+            "password": self.server.admin_password,
+        }
+
+    def api_key_credentials(self) -> dict[str, str]:
+        return {"url": self.server.url, "database": self.name, "api_key": self.server.rest_application_key}
+
+    def admin(self) -> TrytonAdmin:
+        admin = TrytonAdmin(self.server.url, self.name, self.server.admin_login, self.server.admin_password)
+        admin.login()
+        return admin
+
+
+@pytest.fixture
+def tryton(tryton_server: TrytonServer) -> TrytonDatabase:
+    return TrytonDatabase(tryton_server, tryton_server.acquire_database())
+
+
+async def connect(runtime: Runtime, credentials: dict[str, str], *, end_user: str = "customer-1") -> str:
+    created = await create_connection(
+        runtime.db,
+        runtime.credentials,
+        runtime.http_factory,
+        integration_name="tryton",
+        end_user={"id": end_user},
+        credentials=credentials,
+        auth_scheme=None,
+        settings=ConnectionSettings(),
+    )
+    return created.connection.id
