@@ -73,10 +73,15 @@ class Runtime:
         )
 
     async def stop(self) -> None:
+        await self.scheduler.stop()
         await self.reaper.stop()
         await self.dispatcher.stop()
+        await self.webhooks.stop()
         await self.db.dispose()
         logger.info("runtime.stopped")
 
-    def app(self) -> FastAPI:
+    def app(self, *, manage_lifecycle: bool = True) -> FastAPI:
+        """Build the API; with ``manage_lifecycle`` the server's lifespan starts and stops this runtime."""
+        if not manage_lifecycle:
+            return create_app(self.services())
         return create_app(self.services(), on_startup=self.start, on_shutdown=self.stop)
