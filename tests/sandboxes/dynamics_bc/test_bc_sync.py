@@ -1,0 +1,162 @@
+"""The Business Central connector against its sandbox, driven through the sync engine."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from interlink.runtime import Runtime
+from tests.sandboxes.dynamics_bc.conftest import BusinessCentral, connection_status, stored, sync
+
+ENTITIES = ("vendor", "part", "location", "purchase_order")
+
+
+async def test_full_sync_reads_every_entity(
+    runtime: Runtime, bc_sandbox: BusinessCentral, bc_connection: str
+) -> None:
+    expected = {
+        "vendor": len(bc_sandbox.api("vendors")["value"]),
+        "part": len(bc_sandbox.api("items")["value"]),
+        "location": len(bc_sandbox.api("locations")["value"]),
+        "purchase_order": len(bc_sandbox.api("purchaseOrders")["value"]),
+    }
+    for entity in ENTITIES:
+        run = await sync(runtime, bc_connection, entity, mode="full")
+        assert run.status == "succeeded", run.error
+        assert run.counts["created"] == expected[entity]
+        assert len(await stored(runtime, bc_connection, entity)) == expected[entity]
+
+
+async def test_purchase_order_keeps_lines_and_exact_decimals(
+    runtime: Runtime, bc_sandbox: BusinessCentral, bc_connection: str
+) -> None:
+    await sync(runtime, bc_connection, "purchase_order", mode="full")
+    order = bc_sandbox.api("purchaseOrders", **{"$expand": "purchaseOrderLines", "$top": "1"})["value"][0]
+    record = (await stored(runtime, bc_connection, "purchase_order"))[order["id"]]
+    assert record.data["number"] == order["number"]
+    assert len(record.data["lines"]) == len(order["purchaseOrderLines"])
+    first = order["purchaseOrderLines"][0]
+    assert Decimal(record.data["lines"][0]["unit_price"]) == Decimal(str(first["directUnitCost"]))
+    assert record.data["vendor"]["remote_id"] == order["vendorId"]
+
+
+async def test_incremental_reads_header_change(
+    runtime: Runtime, bc_sandbox: BusinessCentral, bc_connection: str
+) -> None:
+    await sync(runtime, bc_connection, "purchase_order")
+    order = bc_sandbox.api("purchaseOrders", **{"$top": "1"})["value"][0]
+    bc_sandbox.change("purchaseOrders", order["id"], requestedReceiptDate="2031-02-03")
+    run = await sync(runtime, bc_connection, "purchase_order")
+    assert run.status == "succeeded", run.error
+    assert run.counts["updated"] == 1
+    record = (await stored(runtime, bc_connection, "purchase_order"))[order["id"]]
+    assert record.data["expected_delivery_date"] == "2031-02-03"
+
+
+async def test_incremental_catches_line_only_change(
+    runtime: Runtime, bc_sandbox: BusinessCentral, bc_connection: str
+) -> None:
+    await sync(runtime, bc_connection, "purchase_order")
+    order = bc_sandbox.api("purchaseOrders", **{"$expand": "purchaseOrderLines", "$top": "1"})["value"][0]
+    line = order["purchaseOrderLines"][0]
+    bc_sandbox.change("purchaseOrderLines", line["id"], quantity=987)
+    after = bc_sandbox.api(f"purchaseOrders({order['id']})")
+    assert after["lastModifiedDateTime"] == order["lastModifiedDateTime"]  # the trap is armed
+
+    run = await sync(runtime, bc_connection, "purchase_order")
+    assert run.status == "succeeded", run.error
+    assert run.counts["updated"] == 1
+    record = (await stored(runtime, bc_connection, "purchase_order"))[order["id"]]
+    changed = next(item for item in record.data["lines"] if item["remote_id"] == line["id"])
+    assert Decimal(changed["quantity"]) == Decimal(987)
+
+
+async def test_incremental_without_changes_updates_nothing(
+    runtime: Runtime, bc_sandbox: BusinessCentral, bc_connection: str
+) -> None:
+    await sync(runtime, bc_connection, "purchase_order")
+    run = await sync(runtime, bc_connection, "purchase_order")
+    assert run.status == "succeeded", run.error
+    assert run.counts["updated"] == 0
+    assert run.counts["created"] == 0
+
+
+async def test_incremental_reads_new_record(
+    runtime: Runtime, bc_sandbox: BusinessCentral, bc_connection: str
+) -> None:
+    await sync(runtime, bc_connection, "vendor")
+    added = bc_sandbox.add("vendors", displayName="O'Brien / Sons")
+    run = await sync(runtime, bc_connection, "vendor")
+    assert run.counts["created"] == 1
+    assert (await stored(runtime, bc_connection, "vendor"))[added["id"]].data["name"] == "O'Brien / Sons"
+
+
+async def test_full_sync_marks_deleted_records(
+    runtime: Runtime, bc_sandbox: BusinessCentral, bc_connection: str
+) -> None:
+    await sync(runtime, bc_connection, "vendor", mode="full")
+    victim = bc_sandbox.api("vendors", **{"$top": "1"})["value"][0]
+    bc_sandbox.delete("vendors", victim["id"])
+    run = await sync(runtime, bc_connection, "vendor", mode="full")
+    assert run.status == "succeeded", run.error
+    assert run.counts["deleted"] == 1
+    assert (await stored(runtime, bc_connection, "vendor"))[victim["id"]].deleted
+
+
+async def test_rate_limit_with_retry_after_recovers(
+    runtime: Runtime, bc_sandbox: BusinessCentral, bc_connection: str
+) -> None:
+    bc_sandbox.arm(kind="status", status=429, retry_after="1", count=1, path_prefix="/v2.0/")
+    run = await sync(runtime, bc_connection, "vendor")
+    assert run.status == "succeeded", run.error
+
+
+async def test_server_errors_recover(
+    runtime: Runtime, bc_sandbox: BusinessCentral, bc_connection: str
+) -> None:
+    bc_sandbox.arm(kind="status", status=503, count=2, path_prefix="/v2.0/")
+    run = await sync(runtime, bc_connection, "location")
+    assert run.status == "succeeded", run.error
+
+
+async def test_slow_answer_times_out_then_recovers(
+    runtime: Runtime, bc_sandbox: BusinessCentral, bc_connection: str
+) -> None:
+    bc_sandbox.arm(kind="slow", delay=1.5, count=1, path_prefix="/v2.0/")
+    run = await sync(runtime, bc_connection, "location")
+    assert run.status == "succeeded", run.error
+
+
+async def test_malformed_page_is_read_again(
+    runtime: Runtime, bc_sandbox: BusinessCentral, bc_connection: str
+) -> None:
+    bc_sandbox.arm(kind="malformed", count=1, path_prefix="/v2.0/")
+    run = await sync(runtime, bc_connection, "vendor", mode="full")
+    assert run.status == "succeeded", run.error
+    assert run.counts["created"] == len(bc_sandbox.api("vendors")["value"])
+
+
+async def test_repeating_next_link_fails_with_reason(
+    runtime: Runtime, bc_sandbox: BusinessCentral, bc_connection: str
+) -> None:
+    bc_sandbox.arm(kind="repeat_next", count=1, path_prefix="/v2.0/")
+    run = await sync(runtime, bc_connection, "purchase_order", mode="full")
+    assert run.status == "failed"
+    assert run.error_code == "invalid_source_data"
+    assert "@odata.nextLink" in (run.error or "")
+
+
+async def test_expired_token_is_renewed(
+    runtime: Runtime, bc_sandbox: BusinessCentral, bc_connection: str
+) -> None:
+    bc_sandbox.admin.post("/_sandbox/tokens/expire").raise_for_status()
+    run = await sync(runtime, bc_connection, "vendor")
+    assert run.status == "succeeded", run.error
+
+
+async def test_rotated_secret_requires_reauthorization(
+    runtime: Runtime, bc_sandbox: BusinessCentral, bc_connection: str
+) -> None:
+    bc_sandbox.admin.post("/_sandbox/credentials/rotate").raise_for_status()
+    run = await sync(runtime, bc_connection, "vendor")
+    assert run.status == "failed"
+    assert await connection_status(runtime, bc_connection) == "reauthorization_required"
