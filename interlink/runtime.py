@@ -17,6 +17,7 @@ from interlink.store import Database
 from interlink.store.migrate import upgrade
 from interlink.sync.dispatch import LocalDispatcher, Reaper
 from interlink.sync.engine import Clock, HttpFactory, SyncEngine, utcnow
+from interlink.sync.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class Runtime:
     engine: SyncEngine = field(init=False)
     dispatcher: LocalDispatcher = field(init=False)
     reaper: Reaper = field(init=False)
+    scheduler: Scheduler = field(init=False)
 
     def __post_init__(self) -> None:
         self.db = Database(self.settings.database_url)
@@ -48,6 +50,7 @@ class Runtime:
         self.dispatcher = LocalDispatcher(self.engine.execute_run, concurrency=self.settings.workers)
         self.engine.on_run_waiting = self.dispatcher.dispatch
         self.reaper = Reaper(self.db, self.dispatcher, clock=self.clock)
+        self.scheduler = Scheduler(self.db, self.dispatcher, clock=self.clock)
 
     def services(self) -> Services:
         return Services(
@@ -60,12 +63,13 @@ class Runtime:
         )
 
     async def start(self, *, migrate: bool | None = None) -> None:
-        """Apply migrations (by default only on SQLite) and start the workers and the reaper."""
+        """Apply migrations (by default only on SQLite), then start the workers, reaper and scheduler."""
         if migrate if migrate is not None else self.db.is_sqlite:
             await upgrade(self.db)
         if self.workers:
             self.dispatcher.start()
             self.reaper.start()
+            self.scheduler.start()
         logger.info(
             "runtime.started workers=%s database=%s",
             self.workers,

@@ -215,3 +215,19 @@ events = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Index(None, "seq", "pk"),
 )
+
+# When each (connection, entity) is next due for a scheduled incremental and full
+# sync. The scheduler advances a row in the transaction that queues its run, so a
+# restart neither skips nor repeats a due sync.
+sync_schedules = Table(
+    "sync_schedules",
+    metadata,
+    Column("connection_id", String(40), ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True),
+    Column("entity", String(32), primary_key=True),
+    Column("next_incremental_at", UtcDateTime, nullable=False),
+    # Null when the integration cannot read the entity in full.
+    Column("next_full_at", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "next_incremental_at"),
+    Index(None, "next_full_at"),
+)
