@@ -49,6 +49,15 @@ class EntitySyncState(BaseModel):
     entity: str
     last_success_at: UtcDateTime | None
     last_full_success_at: UtcDateTime | None
+    next_sync_at: UtcDateTime | None = Field(
+        default=None,
+        description="When the next scheduled sync is due, or null while the connection is paused.",
+    )
+    next_full_sync_at: UtcDateTime | None = Field(
+        default=None,
+        description="When the next scheduled full sync is due, or null while the connection is paused "
+        "and when the entity cannot be read in full.",
+    )
 
 
 class ConnectionOut(BaseModel):

@@ -38,7 +38,8 @@ from interlink.store.connections import (
     transition_status,
     update_connection,
 )
-from interlink.store.runs import list_runs, list_sync_states
+from interlink.store.runs import list_runs
+from interlink.sync.scheduler import describe_entity_syncs, keep_schedules_in_step, wake_schedulers
 
 router = APIRouter(tags=["connections"])
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -49,9 +50,13 @@ def _invalid(exc: InvalidConnectionInput) -> Problem:
     return Problem(422, "invalid-connection", str(exc), errors=errors)
 
 
-async def connection_out(services: Services, row: ConnectionRow, token: str | None = None) -> ConnectionOut:
+async def entity_sync_states(services: Services, row: ConnectionRow) -> list[EntitySyncState]:
     async with services.db.read() as db:
-        states = await list_sync_states(db, row.id)
+        overview = await describe_entity_syncs(db, row)
+    return [EntitySyncState(**vars(entity)) for entity in overview]
+
+
+async def connection_out(services: Services, row: ConnectionRow, token: str | None = None) -> ConnectionOut:
     return ConnectionOut(
         id=row.id,
         integration=row.integration,
@@ -63,14 +68,7 @@ async def connection_out(services: Services, row: ConnectionRow, token: str | No
         settings=ConnectionSettings.model_validate(row.settings),
         created_at=row.created_at,
         updated_at=row.updated_at,
-        sync=[
-            EntitySyncState(
-                entity=state.entity,
-                last_success_at=state.last_success_at,
-                last_full_success_at=state.last_full_success_at,
-            )
-            for state in states
-        ],
+        sync=await entity_sync_states(services, row),
         connection_token=token,
     )
 
@@ -102,7 +100,11 @@ async def create(body: ConnectionCreate, principal: CurrentPrincipal, services: 
         )
     except InvalidConnectionInput as exc:
         raise _invalid(exc) from exc
-    return await connection_out(services, created.connection, created.token)
+    row = created.connection
+    async with services.db.write() as db:
+        await keep_schedules_in_step(db, row.id, row.integration, row.settings, now=services.clock())
+    wake_schedulers()
+    return await connection_out(services, row, created.token)
 
 
 @router.get("/v1/connections", response_model=ListPage[ConnectionOut])
@@ -179,7 +181,11 @@ async def patch(
         elif body.status == "active" and body.credentials is None:
             await transition_status(db, connection_id, "active")
         updated = await get_connection(db, connection_id)
-    assert updated is not None
+        assert updated is not None
+        await keep_schedules_in_step(
+            db, updated.id, updated.integration, updated.settings, now=services.clock()
+        )
+    wake_schedulers()
     return await connection_out(services, updated, token)
 
 
@@ -199,7 +205,6 @@ async def health(connection_id: str, principal: CurrentPrincipal, services: Serv
     principal.require_operator()
     row = await load_visible_connection(services, principal, connection_id)
     async with services.db.read() as db:
-        states = await list_sync_states(db, connection_id)
         recent = await list_runs(db, connection_id, before_id=None, limit=20)
     last_error = next((run.error for run in recent if run.status == "failed"), None)
     return HealthOut(
@@ -207,14 +212,7 @@ async def health(connection_id: str, principal: CurrentPrincipal, services: Serv
         status=row.status,
         status_reason=row.status_reason,
         last_error=last_error,
-        entities=[
-            EntitySyncState(
-                entity=state.entity,
-                last_success_at=state.last_success_at,
-                last_full_success_at=state.last_full_success_at,
-            )
-            for state in states
-        ],
+        entities=await entity_sync_states(services, row),
     )
 
 
