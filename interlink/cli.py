@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,9 +37,16 @@ app.add_typer(api_keys_app, name="api-keys")
 stderr = Console(stderr=True)
 
 
-def _settings() -> Settings:
+def _stdout() -> Console:
+    # Piped output keeps whole ids on one line instead of folding them to a terminal's width.
+    return Console() if sys.stdout.isatty() else Console(width=250)
+
+
+def _settings(*, service: bool = False) -> Settings:
+    """Read the settings and set up logging: INFO for services, WARNING for one-shot commands."""
     settings = Settings()
-    configure_logging(settings.log_level, json_lines=settings.log_format == "json")
+    level = settings.log_level if service or "INTERLINK_LOG_LEVEL" in os.environ else "WARNING"
+    configure_logging(level, json_lines=settings.log_format == "json")
     return settings
 
 
@@ -66,7 +74,7 @@ def serve(
     """Serve the API, with the sync workers and the reaper, in one process."""
     import uvicorn
 
-    settings = _settings()
+    settings = _settings(service=True)
     runtime = _runtime(settings, workers=workers)
     uvicorn.run(runtime.app(), host=host, port=port, log_config=None, proxy_headers=False)
 
@@ -109,7 +117,7 @@ def sync(
     table = Table("entity", "status", "fetched", "created", "updated", "unchanged", "deleted", "error")
     for run in runs:
         table.add_row(run.entity, run.status, *(str(v) for v in run.counts.values()), run.error or "")
-    Console().print(table)
+    _stdout().print(table)
     if any(run.status != "succeeded" for run in runs):
         raise typer.Exit(1)
 
@@ -247,7 +255,7 @@ def connections_list() -> None:
             row.status_reason or "",
             row.created_at.isoformat(),
         )
-    Console().print(table)
+    _stdout().print(table)
 
 
 @api_keys_app.command("create")
@@ -301,7 +309,7 @@ def api_keys_list() -> None:
             row.expires_at.isoformat() if row.expires_at else "never",
             row.revoked_at.isoformat() if row.revoked_at else "",
         )
-    Console().print(table)
+    _stdout().print(table)
 
 
 @api_keys_app.command("revoke")

@@ -8,6 +8,7 @@ and rebuilt only when the seed script or trytond changes.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from interlink.connections import create_connection
 from interlink.model import ConnectionSettings
 from interlink.runtime import Runtime
-from tests.support.tryton_admin import TrytonAdmin
+from tests.support.tryton_admin import TrytonAdmin, TrytonRpcError
 
 try:
     import trytond  # noqa: F401
@@ -29,7 +30,7 @@ except ImportError:  # Tryton is an optional extra
 ADMIN_PASSWORD = "tryton-admin-password"
 PURCHASES = 30
 # One database copy per test that uses the ``tryton`` fixture, so keep it above their count.
-COPIES = 24
+COPIES = 32
 
 
 @pytest.fixture(scope="session")
@@ -77,9 +78,25 @@ class TrytonDatabase:
         return admin
 
 
+def acquire(server: TrytonServer) -> TrytonDatabase:
+    """Take a fresh database copy and log in once, so trytond has loaded it before the test starts."""
+    database = TrytonDatabase(server, server.acquire_database())
+    for attempt in range(1, 6):
+        try:
+            database.admin().close()
+            return database
+        except TrytonRpcError:
+            # trytond loads a database's models on its first login; under load that first
+            # login can fail, and a later one succeeds.
+            if attempt == 5:
+                raise
+            time.sleep(1.0)
+    return database
+
+
 @pytest.fixture
 def tryton(tryton_server: TrytonServer) -> TrytonDatabase:
-    return TrytonDatabase(tryton_server, tryton_server.acquire_database())
+    return acquire(tryton_server)
 
 
 async def connect(runtime: Runtime, credentials: dict[str, str], *, end_user: str = "customer-1") -> str:

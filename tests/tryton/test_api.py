@@ -13,7 +13,7 @@ from interlink.crypto import generate_token, hash_token
 from interlink.runtime import Runtime
 from interlink.store.api_keys import insert_api_key
 from interlink.sync.requests import request_syncs
-from tests.tryton.conftest import TrytonDatabase
+from tests.tryton.conftest import TrytonDatabase, acquire
 
 pytestmark = pytest.mark.tryton
 
@@ -144,8 +144,8 @@ async def test_paging_sees_every_record_once_during_changes(
 async def test_connection_token_sees_only_its_connection(
     api: httpx.AsyncClient, runtime: Runtime, tryton_server: Any
 ) -> None:
-    first_db = TrytonDatabase(tryton_server, tryton_server.acquire_database())
-    second_db = TrytonDatabase(tryton_server, tryton_server.acquire_database())
+    first_db = acquire(tryton_server)
+    second_db = acquire(tryton_server)
     first = await create_connection(api, first_db, end_user="first")
     second = await create_connection(api, second_db, end_user="second")
     await sync_all(runtime, first["id"])
