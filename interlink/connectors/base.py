@@ -45,7 +45,7 @@ class AuthScheme:
 
 @dataclass(frozen=True)
 class EntityCapabilities:
-    """What a connector can do with one entity."""
+    """The operations a connector supports for one entity."""
 
     entity: str
     read: bool = True
@@ -95,7 +95,7 @@ class Page:
 
 @dataclass(frozen=True)
 class ReadWindow:
-    """What a read covers: changes since a cursor, or everything since ``history_start``."""
+    """The scope of a read: changes since a cursor, or everything since ``history_start``."""
 
     mode: SyncMode
     history_start: datetime

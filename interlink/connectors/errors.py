@@ -1,4 +1,4 @@
-"""Errors a connector raises, classified by type so nobody parses messages.
+"""Errors a connector raises, classified by type so that no caller parses messages.
 
     InterlinkError
     └── ConnectorError

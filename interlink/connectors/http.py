@@ -136,18 +136,18 @@ def error_for_response(response: httpx.Response) -> ConnectorError | None:
         return None
     where = f"{response.request.method} {redact_url(response.request.url)}"
     if status == 401:
-        return AuthenticationError(f"{where} answered 401 Unauthorized", status_code=status)
+        return AuthenticationError(f"{where} returned 401 Unauthorized", status_code=status)
     if status == 403:
-        return PermissionDenied(f"{where} answered 403 Forbidden", status_code=status)
+        return PermissionDenied(f"{where} returned 403 Forbidden", status_code=status)
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return RateLimited(
-            f"{where} answered 429 Too Many Requests", status_code=status, retry_after=retry_after
+            f"{where} returned 429 Too Many Requests", status_code=status, retry_after=retry_after
         )
     if status >= 500:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return SourceUnavailable(f"{where} answered {status}", status_code=status, retry_after=retry_after)
-    return SourceRejected(f"{where} answered {status}", status_code=status)
+        return SourceUnavailable(f"{where} returned {status}", status_code=status, retry_after=retry_after)
+    return SourceRejected(f"{where} returned {status}", status_code=status)
 
 
 async def send(

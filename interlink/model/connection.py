@@ -13,7 +13,7 @@ MAX_SYNC_FREQUENCY = timedelta(days=1)
 
 
 class ConnectionSettings(UnifiedModel):
-    """How and what a connection syncs."""
+    """The sync schedule, entities and historical window of one connection."""
 
     sync_frequency: timedelta = Field(
         default=timedelta(hours=1),

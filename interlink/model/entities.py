@@ -1,7 +1,7 @@
 """The unified entities: one shape per entity, whatever system the record comes from.
 
-Every field is optional unless the source always knows it, because sources
-differ in what they know; a field a source cannot fill is ``None``. Each
+Every field is optional, because sources differ in what they record. A field
+a source cannot fill is ``None``. Each
 normalized status also keeps the source's own value in ``remote_status``.
 """
 

@@ -7,7 +7,7 @@ import hashlib
 import os
 import time
 
-# One prefix per entity, so an id tells what it names.
+# One prefix per entity, so an id shows which entity it names.
 RECORD_ID_PREFIXES: dict[str, str] = {
     "purchase_order": "po",
     "work_order": "wo",

@@ -3,7 +3,7 @@
 The embedded shape runs a bounded pool of asyncio tasks in the server
 process. The scale-out shape sends a Dramatiq message whose actor calls the
 same function. Runs are dispatched only after the transaction that queued
-them committed; a reaper re-dispatches queued runs and runs whose lease
+them committed. A reaper re-dispatches queued runs and runs whose lease
 expired, because an in-process queue does not survive a restart.
 """
 

@@ -2,7 +2,7 @@
 
 ``SyncEngine.execute_run`` is the one function that executes a run, whichever
 dispatcher delivered its id. It takes the run's lease in the database, so a
-run delivered twice, or to two workers, executes once; every page and the
+run delivered twice, or to two workers, executes once. Every page and the
 cursor after it are committed in one transaction, so a crash resumes from
 the last committed page.
 """
