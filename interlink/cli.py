@@ -352,6 +352,32 @@ def demo(
         raise _fail(str(exc)) from exc
 
 
+@app.command()
+def sandbox(
+    name: Annotated[str, typer.Argument(help="The sandbox to serve, such as dynamics_bc or netsuite.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8100,
+    size: Annotated[int, typer.Option(help="Number of seeded purchase or work orders.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seed of the generated data; one seed gives one data set.")] = 0,
+) -> None:
+    """Serve one vendor sandbox alone and print the credentials that connect to it."""
+    import importlib
+
+    import uvicorn
+
+    from interlink.demo.run import sandbox_modules
+
+    modules = dict(sandbox_modules())
+    if name not in modules:
+        raise _fail(f"unknown sandbox {name!r}; available: {', '.join(sorted(modules)) or '(none)'}")
+    module = importlib.import_module(f"interlink.sandbox.{name}")
+    configure_logging("INFO")
+    credentials = module.demo_credentials(f"http://{host}:{port}")
+    stderr.print(f"sandbox {name} on http://{host}:{port}; connect with the credentials below")
+    typer.echo(json.dumps({"integration": name, "credentials": credentials}, indent=2))
+    uvicorn.run(module.create_app(size=size, seed=seed), host=host, port=port, log_config=None)
+
+
 def main() -> None:
     app()
 

@@ -74,7 +74,7 @@ async def _demo(*, host: str, port: int, directory: Path, purchases: int) -> Non
         if tryton is not None:
             stack.callback(tryton.stop)
             systems.append(tryton_system(tryton))
-        for name, serve in _sandboxes():
+        for name, serve in sandbox_modules():
             base_url = await stack.enter_async_context(_serve_sandbox(name, serve))
             systems.append(DemoSystem(name, serve.demo_credentials(base_url)))
 
@@ -132,7 +132,7 @@ def tryton_system(server: Any) -> DemoSystem:
     )
 
 
-def _sandboxes() -> list[tuple[str, Any]]:
+def sandbox_modules() -> list[tuple[str, Any]]:
     """Return the sandbox modules with ``create_app`` and ``demo_credentials``, which can serve a demo."""
     found = []
     for module_info in pkgutil.iter_modules(interlink.sandbox.__path__):
