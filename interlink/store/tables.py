@@ -231,3 +231,17 @@ sync_schedules = Table(
     Index(None, "next_incremental_at"),
     Index(None, "next_full_at"),
 )
+
+# Idempotency keys of API writes, with the record each write produced, so a
+# retried request answers with that record instead of writing again, also
+# after a restart of Interlink or of the source.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("connection_id", String(40), ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    # SHA-256 of the canonical request, so a key reused for another body is rejected.
+    Column("request_hash", String(64), nullable=False),
+    Column("record_id", String(40), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
