@@ -232,6 +232,89 @@ sync_schedules = Table(
     Index(None, "next_full_at"),
 )
 
+# Webhook endpoints: where events are delivered, and the signing secrets.
+# ``connection_id`` has no foreign key on purpose: an endpoint of a deleted
+# connection must still receive that connection's ``connection.deleted`` event.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    # Only "https" is delivered today; other kinds (a Matrix room) are a later extension.
+    Column("kind", String(16), nullable=False, server_default="https"),
+    Column("url", Text, nullable=False),
+    Column("description", Text),
+    Column("event_types", JSON, nullable=False),
+    Column("connection_id", String(40), index=True),
+    Column("secret", LargeBinary, nullable=False),  # Fernet token
+    # The secret replaced by the last rotation, still used to sign until it expires.
+    Column("previous_secret", LargeBinary),
+    Column("previous_secret_expires_at", UtcDateTime),
+    Column("status", String(16), nullable=False),
+    Column("disabled_reason", String(64)),
+    Column("disabled_at", UtcDateTime),
+    # Start of the current run of failed attempts; cleared by a success.
+    Column("failing_since", UtcDateTime),
+    # The endpoint receives events whose change number is above this one.
+    Column("start_seq", BigInteger, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# One row per (event, endpoint): the state of delivering that event there.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("event_id", String(40), nullable=False),
+    Column(
+        "endpoint_id",
+        String(40),
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_expires_at", UtcDateTime),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    UniqueConstraint("event_id", "endpoint_id"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "endpoint_id", "status"),
+)
+
+# The delivery log: one row per HTTP attempt.
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("delivery_id", String(40), nullable=False, index=True),
+    Column("endpoint_id", String(40), nullable=False),
+    Column("event_id", String(40), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("attempted_at", UtcDateTime, nullable=False),
+    Column("status_code", Integer),
+    Column("latency_ms", Integer, nullable=False),
+    Column("error", String(300)),
+    Column("succeeded", Boolean, nullable=False),
+    Column("next_attempt_at", UtcDateTime),
+    Index(None, "endpoint_id", "pk"),
+)
+
+# The outbox position up to which events have been fanned out into deliveries.
+webhook_fanout = Table(
+    "webhook_fanout",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("pk", BigInteger, nullable=False),
+)
+
 # Idempotency keys of API writes, with the record each write produced, so a
 # retried request answers with that record instead of writing again, also
 # after a restart of Interlink or of the source.
