@@ -18,6 +18,7 @@ from interlink.store.migrate import upgrade
 from interlink.sync.dispatch import LocalDispatcher, Reaper
 from interlink.sync.engine import Clock, HttpFactory, SyncEngine, utcnow
 from interlink.sync.scheduler import Scheduler
+from interlink.webhooks import create_delivery_worker
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Runtime:
         self.dispatcher = LocalDispatcher(self.engine.execute_run, concurrency=self.settings.workers)
         self.engine.on_run_waiting = self.dispatcher.dispatch
         self.reaper = Reaper(self.db, self.dispatcher, clock=self.clock)
+        self.webhooks = create_delivery_worker(self.db, self.credentials, self.settings, clock=self.clock)
         self.scheduler = Scheduler(self.db, self.dispatcher, clock=self.clock)
 
     def services(self) -> Services:
@@ -69,6 +71,7 @@ class Runtime:
         if self.workers:
             self.dispatcher.start()
             self.reaper.start()
+            self.webhooks.start()
             self.scheduler.start()
         logger.info(
             "runtime.started workers=%s database=%s",

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     base_url: str = Field(default="http://127.0.0.1:8000", description="Public URL of this Interlink.")
     webhook_allow_private: bool = False
     webhook_allow_http: bool = False
+    webhook_ca_bundle: str | None = Field(
+        default=None,
+        description="PEM file of extra CA certificates trusted for webhook endpoints, beside the public CAs.",
+    )
     workers: int = Field(default=4, ge=1, le=64, description="Sync runs executed at once in this process.")
     lease_seconds: float = Field(
         default=60.0, gt=0, description="How long a run's lease lasts without a heartbeat."

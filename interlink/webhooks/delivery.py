@@ -1,0 +1,379 @@
+"""Delivering one event to one endpoint: ``WebhookDeliverer.deliver(delivery_id)``.
+
+This is the one function that sends a webhook, whichever dispatcher handed
+over the delivery id. It holds the delivery's lease in the database while it
+sends, so an id handed over twice, or to two workers, is sent once. A worker
+that dies mid-send leaves a lease that expires, and then the delivery is
+sent again. Every attempt is signed anew with a fresh ``webhook-timestamp`` over
+the same ``webhook-id`` (the event id) and the same body bytes.
+
+Outcomes: a 2xx answer within the timeout succeeds. 410 Gone disables the
+endpoint. Anything else (another status, a timeout, a connection or TLS
+error, a rejected address) is retried on the ``RetrySchedule``, no sooner
+than the receiver's ``Retry-After``, and the delivery fails after the last
+attempt. An endpoint whose attempts have all failed for ``disable_after``
+is disabled, which emits ``webhook_endpoint.disabled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from interlink.connectors.http import parse_retry_after, redact_url
+from interlink.crypto import CredentialBox
+from interlink.store import Database
+from interlink.store.events import Event
+from interlink.store.webhooks import (
+    DeliveryRow,
+    EndpointRow,
+    claim_delivery,
+    disable_endpoint,
+    finish_attempt,
+    load_delivery,
+    note_endpoint_failure,
+    note_endpoint_success,
+    record_attempt,
+    release_delivery,
+)
+from interlink.webhooks.endpoints import signing_secrets
+from interlink.webhooks.retry import RetrySchedule
+from interlink.webhooks.signing import message_body, signed_headers
+from interlink.webhooks.transport import DELIVERY_TIMEOUT_SECONDS, create_delivery_client
+from interlink.webhooks.urls import UrlGuard, WebhookUrlRejected
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+# Seconds since the Unix epoch, as ``time.time`` returns them.
+WallClock = Callable[[], float]
+
+DEFAULT_LEASE = timedelta(seconds=60)
+DEFAULT_DISABLE_AFTER = timedelta(days=5)
+# The response body is read up to this size so the connection can be reused. It is never stored.
+MAX_RESPONSE_BYTES = 64 * 1024
+MAX_ERROR_LENGTH = 300
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """The result of one HTTP attempt."""
+
+    status_code: int | None
+    error: str | None
+    latency_ms: int
+    retry_after: float | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """The state a delivery was left in by one call of ``deliver``."""
+
+    delivery_id: str
+    status: str
+    attempt: int
+    status_code: int | None
+    error: str | None
+    next_attempt_at: datetime | None
+
+
+class WebhookDeliverer:
+    """Sends deliveries under a database lease and records every attempt."""
+
+    def __init__(
+        self,
+        db: Database,
+        credentials: CredentialBox,
+        *,
+        guard: UrlGuard,
+        ca_bundle: str | None = None,
+        client: httpx.AsyncClient | None = None,
+        clock: Clock = utcnow,
+        wall_clock: WallClock = time.time,
+        schedule: RetrySchedule = RetrySchedule(),
+        lease: timedelta = DEFAULT_LEASE,
+        timeout: float = DELIVERY_TIMEOUT_SECONDS,
+        disable_after: timedelta = DEFAULT_DISABLE_AFTER,
+        owner: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        """Build a deliverer.
+
+        ``clock`` decides leases and retry times, so tests can advance it
+        instead of sleeping. ``wall_clock`` stamps ``webhook-timestamp``,
+        which receivers compare with their own clock, so it stays the real
+        time unless a test replaces it too.
+        """
+        if lease.total_seconds() <= timeout:
+            raise ValueError(f"the lease ({lease}) must outlast the delivery timeout ({timeout} s)")
+        self.db = db
+        self.credentials = credentials
+        self.guard = guard
+        self._client = client
+        self._ca_bundle = ca_bundle
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.schedule = schedule
+        self.lease = lease
+        self.timeout = timeout
+        self.disable_after = disable_after
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.rng = rng or random.Random()
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client, created on first use so that a process that never delivers builds none."""
+        if self._client is None:
+            self._client = create_delivery_client(self.guard, ca_bundle=self._ca_bundle, timeout=self.timeout)
+        return self._client
+
+    def open(self) -> None:
+        """Create the HTTP client now; raise ``ValueError`` when the CA bundle cannot be loaded."""
+        _ = self.client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def deliver(self, delivery_id: str) -> DeliveryOutcome | None:
+        """Send one attempt of a due delivery; return its outcome, or ``None`` when it was not ours to send.
+
+        Not ours: the delivery is finished, not due yet, gone with its
+        endpoint, or leased by another live worker.
+        """
+        claimed = await self._claim(delivery_id)
+        if claimed is None:
+            logger.debug("webhook.delivery.skipped delivery_id=%s", delivery_id)
+            return None
+        delivery, event, endpoint = claimed
+        if endpoint.status != "enabled":
+            return await self._release_disabled(delivery, endpoint)
+
+        attempt = delivery.attempts + 1
+        result = await self._send(event, endpoint)
+        return await self._finish(delivery, endpoint, attempt, result)
+
+    async def _claim(self, delivery_id: str) -> tuple[DeliveryRow, Event, EndpointRow] | None:
+        """Load the delivery and make sure this worker holds its lease.
+
+        A delivery leased to this worker by ``claim_due_deliveries`` needs no
+        second write; any other due delivery is claimed here.
+        """
+        now = self.clock()
+        async with self.db.read() as connection:
+            loaded = await load_delivery(connection, delivery_id)
+        if loaded is None or loaded[0].status != "pending":
+            return None
+        delivery = loaded[0]
+        leased_to_us = (
+            delivery.lease_owner == self.owner
+            and delivery.lease_expires_at is not None
+            and delivery.lease_expires_at > now
+        )
+        if not leased_to_us:
+            async with self.db.write() as connection:
+                if not await claim_delivery(
+                    connection, delivery_id, owner=self.owner, now=now, lease_until=now + self.lease
+                ):
+                    return None
+        return loaded
+
+    async def _send(self, event: Event, endpoint: EndpointRow) -> AttemptResult:
+        body = message_body(event)
+        secrets = signing_secrets(self.credentials, endpoint, self.clock())
+        headers = signed_headers(secrets, event.id, int(self.wall_clock()), body)
+        started = time.monotonic()
+
+        def result(
+            status_code: int | None, error: str | None, retry_after: float | None = None
+        ) -> AttemptResult:
+            latency_ms = round((time.monotonic() - started) * 1000)
+            return AttemptResult(status_code, _shorten(error), latency_ms, retry_after)
+
+        try:
+            parsed = self.guard.parse(endpoint.url)
+            request = self.client.build_request("POST", parsed.url, content=body, headers=headers)
+            async with asyncio.timeout(self.timeout):
+                response = await self.client.send(request, stream=True)
+                try:
+                    await _read_some(response)
+                finally:
+                    await response.aclose()
+        except WebhookUrlRejected as exc:
+            return result(None, f"URL rejected: {exc}")
+        except (TimeoutError, httpx.TimeoutException):
+            return result(None, f"timed out after {self.timeout:g} s")
+        except httpx.ConnectError as exc:
+            return result(None, _connect_error(exc))
+        except httpx.HTTPError as exc:
+            return result(None, f"{type(exc).__name__}: {exc}")
+
+        status = response.status_code
+        error = None if 200 <= status < 300 else f"HTTP {status}"
+        return result(status, error, parse_retry_after(response.headers.get("Retry-After")))
+
+    async def _finish(
+        self, delivery: DeliveryRow, endpoint: EndpointRow, attempt: int, result: AttemptResult
+    ) -> DeliveryOutcome:
+        now = self.clock()
+        endpoint_gone = result.status_code == 410
+        next_attempt_at: datetime | None = None
+        if result.succeeded:
+            status = "succeeded"
+        elif endpoint_gone:
+            status = "failed"
+        else:
+            next_attempt_at = self.schedule.next_attempt_at(
+                attempt, now, retry_after=result.retry_after, rng=self.rng
+            )
+            status = "pending" if next_attempt_at is not None else "failed"
+
+        async with self.db.write() as connection:
+            await record_attempt(
+                connection,
+                delivery,
+                attempt=attempt,
+                attempted_at=now,
+                status_code=result.status_code,
+                latency_ms=result.latency_ms,
+                error=result.error,
+                succeeded=result.succeeded,
+                next_attempt_at=next_attempt_at,
+            )
+            owned = await finish_attempt(
+                connection,
+                delivery,
+                owner=self.owner,
+                status=status,
+                next_attempt_at=next_attempt_at or now,
+                status_code=result.status_code,
+                error=result.error,
+                now=now,
+            )
+            if not owned:
+                logger.warning("webhook.delivery.lease_lost delivery_id=%s", delivery.id)
+            elif result.succeeded:
+                await note_endpoint_success(connection, endpoint.id)
+            elif endpoint_gone:
+                await self._disable(
+                    connection, endpoint, "endpoint_gone", "the endpoint answered 410 Gone", now
+                )
+            else:
+                failing_since = await note_endpoint_failure(connection, endpoint.id, now=now)
+                if now - failing_since >= self.disable_after:
+                    detail = f"every attempt failed since {failing_since.isoformat()}"
+                    await self._disable(connection, endpoint, "failing", detail, now)
+
+        self._log(delivery, endpoint, attempt, status, result, next_attempt_at)
+        return DeliveryOutcome(
+            delivery.id, status, attempt, result.status_code, result.error, next_attempt_at
+        )
+
+    async def _disable(
+        self, connection: AsyncConnection, endpoint: EndpointRow, reason: str, detail: str, now: datetime
+    ) -> None:
+        disabled = await disable_endpoint(
+            connection,
+            endpoint.id,
+            reason=reason,
+            detail=detail,
+            url=redact_url(endpoint.url),
+            now=now,
+        )
+        if disabled:
+            logger.warning(
+                "webhook.endpoint.disabled endpoint_id=%s reason=%s detail=%s", endpoint.id, reason, detail
+            )
+
+    async def _release_disabled(self, delivery: DeliveryRow, endpoint: EndpointRow) -> DeliveryOutcome:
+        error = f"endpoint disabled ({endpoint.disabled_reason or 'no reason given'})"
+        async with self.db.write() as connection:
+            await release_delivery(
+                connection, delivery.id, owner=self.owner, status="failed", error=error, now=self.clock()
+            )
+        logger.info(
+            "webhook.delivery.dropped delivery_id=%s endpoint_id=%s error=%s", delivery.id, endpoint.id, error
+        )
+        return DeliveryOutcome(delivery.id, "failed", delivery.attempts, None, error, None)
+
+    def _log(
+        self,
+        delivery: DeliveryRow,
+        endpoint: EndpointRow,
+        attempt: int,
+        status: str,
+        result: AttemptResult,
+        next_attempt_at: datetime | None,
+    ) -> None:
+        if result.succeeded:
+            logger.debug(
+                "webhook.delivery.succeeded delivery_id=%s event_id=%s endpoint_id=%s attempt=%d "
+                "status_code=%s latency_ms=%d",
+                delivery.id,
+                delivery.event_id,
+                endpoint.id,
+                attempt,
+                result.status_code,
+                result.latency_ms,
+            )
+            return
+        logger.warning(
+            "webhook.delivery.attempt_failed delivery_id=%s event_id=%s endpoint_id=%s attempt=%d "
+            "status=%s error=%s next_attempt_at=%s",
+            delivery.id,
+            delivery.event_id,
+            endpoint.id,
+            attempt,
+            status,
+            result.error,
+            next_attempt_at.isoformat() if next_attempt_at else None,
+        )
+
+
+async def _read_some(response: httpx.Response) -> None:
+    """Read up to ``MAX_RESPONSE_BYTES`` of the response body and discard it."""
+    received = 0
+    async for chunk in response.aiter_raw():
+        received += len(chunk)
+        if received >= MAX_RESPONSE_BYTES:
+            return
+
+
+def _connect_error(exc: httpx.ConnectError) -> str:
+    """Describe a failed connection, naming a TLS verification failure as such."""
+    cause: BaseException | None = exc
+    seen = 0
+    while cause is not None and seen < 10:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS certificate verification failed: {cause.verify_message}"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS handshake failed: {cause.reason or cause}"
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    return f"connection failed: {exc or type(exc).__name__}"
+
+
+def _shorten(error: str | None) -> str | None:
+    if error is None or len(error) <= MAX_ERROR_LENGTH:
+        return error
+    return error[: MAX_ERROR_LENGTH - 3] + "..."
