@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 
 from interlink import __version__
 from interlink.api.problems import install_problem_handlers
-from interlink.api.routes import connections, integrations, meta, records, syncs, writes
+from interlink.api.routes import connections, events, integrations, meta, records, syncs, webhooks, writes
 from interlink.api.services import Services
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,6 @@ def create_app(
         response.headers["X-Request-ID"] = value
         return response
 
-    for module in (meta, integrations, connections, syncs, records, writes):
+    for module in (meta, integrations, connections, syncs, webhooks, events, records, writes):
         app.include_router(module.router)
     return app
