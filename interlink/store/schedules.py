@@ -16,8 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, exists, insert, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from interlink.model import new_id
 from interlink.store.tables import connections, sync_runs, sync_schedules
 
 # Connections whose schedules run. A connection in any other status is paused.
@@ -50,6 +52,15 @@ class ActiveRun:
     connection_id: str
     entity: str
     status: str
+    mode: str
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A run the scheduler asks for: its (connection, entity) and mode."""
+
+    connection_id: str
+    entity: str
     mode: str
 
 
@@ -221,3 +232,55 @@ async def active_runs(connection: AsyncConnection, connection_ids: Collection[st
         )
         for row in await connection.execute(query)
     ]
+
+
+async def insert_scheduled_runs(
+    connection: AsyncConnection, requests: Sequence[RunRequest], *, now: datetime
+) -> tuple[list[ActiveRun], list[RunRequest]]:
+    """Queue scheduled runs in one statement, for pairs the caller saw without a queued run.
+
+    This is the batch form of ``interlink.store.runs.queue_run``: one
+    statement per batch keeps the scheduler's cost low. Returns the runs
+    inserted and the requests whose pair got a queued run from another
+    transaction in the meantime (a manual trigger on PostgreSQL), which the
+    caller passes to ``queue_run`` one by one.
+    """
+    if not requests:
+        return [], []
+    rows = [
+        {
+            "id": new_id("run"),
+            "connection_id": request.connection_id,
+            "entity": request.entity,
+            "mode": request.mode,
+            "trigger": "schedule",
+            "status": "queued",
+            "queued_at": now,
+            "fetched": 0,
+            "created": 0,
+            "updated": 0,
+            "unchanged": 0,
+            "deleted": 0,
+            "attempts": 0,
+        }
+        for request in requests
+    ]
+    dialect_insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    # Executed with many parameter sets, which SQLAlchemy sends as batched
+    # multi-row INSERTs ("insertmanyvalues") from one cached compilation.
+    statement = (
+        dialect_insert(sync_runs)
+        .on_conflict_do_nothing()
+        .returning(sync_runs.c.id, sync_runs.c.connection_id, sync_runs.c.entity, sync_runs.c.mode)
+    )
+    inserted = [
+        ActiveRun(
+            id=row.id, connection_id=row.connection_id, entity=row.entity, status="queued", mode=row.mode
+        )
+        for row in await connection.execute(statement, rows)
+    ]
+    queued_pairs = {(run.connection_id, run.entity) for run in inserted}
+    conflicts = [
+        request for request in requests if (request.connection_id, request.entity) not in queued_pairs
+    ]
+    return inserted, conflicts

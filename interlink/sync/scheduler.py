@@ -44,6 +44,7 @@ from interlink.store.schedules import (
     SCHEDULED_STATUSES,
     ActiveRun,
     ClaimedSchedule,
+    RunRequest,
     Schedule,
     ScheduleUpdate,
     active_runs,
@@ -51,6 +52,7 @@ from interlink.store.schedules import (
     connections_without_schedules,
     delete_schedules,
     insert_schedule,
+    insert_scheduled_runs,
     list_schedules,
     update_schedules,
 )
@@ -374,7 +376,6 @@ class Scheduler:
 
     async def _queue_due_batch(self) -> tuple[int, list[str]]:
         now = self._clock()
-        created: list[str] = []
         async with self._db.write() as db:
             claimed = await claim_due_schedules(db, now=now, limit=self._batch)
             runs: dict[tuple[str, str], list[ActiveRun]] = {}
@@ -383,40 +384,57 @@ class Scheduler:
 
             updates: list[ScheduleUpdate] = []
             dropped: dict[str, list[str]] = {}
+            requests: list[RunRequest] = []
+            upgrades: list[RunRequest] = []
             planner = _BatchPlanner(self._integration_lookup)
             for item in claimed:
                 schedule = item.schedule
-                pair = (schedule.connection_id, schedule.entity)
-                plan = planner.plan(item, runs.get(pair, []), now=now, rng=self._rng)
+                pair_runs = runs.get((schedule.connection_id, schedule.entity), [])
+                plan = planner.plan(item, pair_runs, now=now, rng=self._rng)
                 if plan.update is None:
                     dropped.setdefault(schedule.connection_id, []).append(schedule.entity)
                     continue
                 updates.append(plan.update)
                 if plan.queue_mode is None:
                     continue
-                run, new = await queue_run(
+                request = RunRequest(schedule.connection_id, schedule.entity, plan.queue_mode)
+                waiting = next((run for run in pair_runs if run.status == "queued"), None)
+                if waiting is None:
+                    requests.append(request)
+                elif plan.queue_mode == "full" and waiting.mode != "full":
+                    upgrades.append(request)
+
+            created, conflicts = await insert_scheduled_runs(db, requests, now=now)
+            # Rare: a waiting run to turn into a full one, or a pair that another
+            # transaction queued since the read. queue_run handles both one by one.
+            for request in [*conflicts, *upgrades]:
+                queued, new = await queue_run(
                     db,
-                    connection_id=schedule.connection_id,
-                    entity=schedule.entity,
-                    mode=plan.queue_mode,
+                    connection_id=request.connection_id,
+                    entity=request.entity,
+                    mode=request.mode,
                     trigger="schedule",
                     now=now,
                 )
                 if new:
-                    created.append(run.id)
-                    logger.info(
-                        "sync.run.queued run_id=%s connection_id=%s entity=%s mode=%s trigger=schedule",
-                        run.id,
-                        schedule.connection_id,
-                        schedule.entity,
-                        run.mode,
+                    created.append(
+                        ActiveRun(queued.id, queued.connection_id, queued.entity, queued.status, queued.mode)
                     )
             await update_schedules(db, updates, now=now)
             for connection_id, entities in dropped.items():
                 await delete_schedules(db, connection_id, entities)
+
+        for run in created:
+            logger.info(
+                "sync.run.queued run_id=%s connection_id=%s entity=%s mode=%s trigger=schedule",
+                run.id,
+                run.connection_id,
+                run.entity,
+                run.mode,
+            )
         if claimed:
             logger.debug("sync.scheduler.batch claimed=%d queued=%d", len(claimed), len(created))
-        return len(claimed), created
+        return len(claimed), [run.id for run in created]
 
     def wake(self) -> None:
         self._wake.set()

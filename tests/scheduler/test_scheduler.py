@@ -70,7 +70,7 @@ async def test_first_tick_queues_one_run_per_entity(
     assert {run.mode for run in runs} == {"incremental"}
     assert {run.trigger for run in runs} == {"schedule"}
     assert {run.status for run in runs} == {"queued"}
-    assert dispatcher.dispatched == [(run.id, PRIORITY_SCHEDULED) for run in runs]
+    assert sorted(dispatcher.dispatched) == sorted((run.id, PRIORITY_SCHEDULED) for run in runs)
 
 
 async def test_tick_queues_nothing_until_due(
@@ -387,3 +387,25 @@ async def test_manual_runs_are_served_before_scheduled_ones(
         await local.stop()
     assert executed[0] == manual.id
     assert len(executed) == 4
+
+
+async def test_run_queued_meanwhile_is_not_doubled(
+    runtime: Runtime, scheduler: Scheduler, connection_id: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (manual,) = await request_syncs(
+        runtime.db,
+        None,
+        connection_id=connection_id,
+        entities=["vendor"],
+        mode="incremental",
+        trigger="manual",
+        now=clock(),
+    )
+
+    async def none_seen(*args: object, **kwargs: object) -> list[object]:
+        return []  # as if the manual run committed after the scheduler looked
+
+    monkeypatch.setattr("interlink.sync.scheduler.active_runs", none_seen)
+    assert await scheduler.tick() == 2
+    vendor_runs = [run for run in await runs_of(runtime, connection_id) if run.entity == "vendor"]
+    assert [run.id for run in vendor_runs] == [manual.id]
