@@ -85,6 +85,16 @@ async def list_schedules(connection: AsyncConnection, connection_id: str) -> Seq
     return [_schedule(row) for row in (await connection.execute(query)).mappings()]
 
 
+async def schedule_keys(connection: AsyncConnection, connection_ids: Collection[str]) -> set[tuple[str, str]]:
+    """Return the (connection, entity) pairs that have a schedule, among these connections."""
+    if not connection_ids:
+        return set()
+    query = select(sync_schedules.c.connection_id, sync_schedules.c.entity).where(
+        sync_schedules.c.connection_id.in_(sorted(connection_ids))
+    )
+    return {(row.connection_id, row.entity) for row in await connection.execute(query)}
+
+
 async def insert_schedule(
     connection: AsyncConnection,
     *,

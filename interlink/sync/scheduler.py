@@ -54,6 +54,7 @@ from interlink.store.schedules import (
     insert_schedule,
     insert_scheduled_runs,
     list_schedules,
+    schedule_keys,
     update_schedules,
 )
 from interlink.sync.dispatch import PRIORITY_SCHEDULED, Dispatcher
@@ -423,6 +424,7 @@ class Scheduler:
             await update_schedules(db, updates, now=now)
             for connection_id, entities in dropped.items():
                 await delete_schedules(db, connection_id, entities)
+            await self._add_enabled_entities(db, planner, now=now)
 
         for run in created:
             logger.info(
@@ -435,6 +437,30 @@ class Scheduler:
         if claimed:
             logger.debug("sync.scheduler.batch claimed=%d queued=%d", len(claimed), len(created))
         return len(claimed), [run.id for run in created]
+
+    async def _add_enabled_entities(
+        self, db: AsyncConnection, planner: _BatchPlanner, *, now: datetime
+    ) -> None:
+        """Create the missing schedules of the batch's connections, for entities enabled outside the API."""
+        scheduled = planner.scheduled_entities()
+        existing = await schedule_keys(db, scheduled)
+        for connection_id, entities in scheduled.items():
+            settings = planner.settings(connection_id)
+            for entity, capabilities in entities.items():
+                if (connection_id, entity) in existing:
+                    continue
+                next_full_at = _next_full_in_step(
+                    None, capabilities, settings, connection_id, now=now, rng=self._rng
+                )
+                await insert_schedule(
+                    db,
+                    connection_id=connection_id,
+                    entity=entity,
+                    next_incremental_at=now,
+                    next_full_at=next_full_at,
+                    now=now,
+                )
+                logger.info("sync.schedule.created connection_id=%s entity=%s", connection_id, entity)
 
     def wake(self) -> None:
         self._wake.set()
@@ -489,6 +515,17 @@ class _BatchPlanner:
             return _Plan(None, None)
         settings = self._settings[schedule.connection_id]
         return plan_schedule(schedule, capabilities, settings, runs, now=now, rng=rng)
+
+    def scheduled_entities(self) -> dict[str, dict[str, EntityCapabilities]]:
+        """Return the scheduled entities of each planned connection whose settings could be read."""
+        return {
+            connection_id: entities
+            for connection_id, entities in self._entities.items()
+            if entities is not None
+        }
+
+    def settings(self, connection_id: str) -> ConnectionSettings:
+        return self._settings[connection_id]
 
     def _scheduled(self, item: ClaimedSchedule) -> dict[str, EntityCapabilities] | None:
         connection_id = item.schedule.connection_id

@@ -409,3 +409,22 @@ async def test_run_queued_meanwhile_is_not_doubled(
     assert await scheduler.tick() == 2
     vendor_runs = [run for run in await runs_of(runtime, connection_id) if run.entity == "vendor"]
     assert [run.id for run in vendor_runs] == [manual.id]
+
+
+async def test_entity_enabled_outside_api_gets_schedule(
+    runtime: Runtime, scheduler: Scheduler, engine: SyncEngine, clock: Clock
+) -> None:
+    connection_id = await add_connection(runtime, {"sync_frequency": "PT15M", "entities": ["vendor"]})
+    assert await scheduler.tick() == 1
+    await finish_all(runtime, engine, connection_id)
+    await set_settings(runtime, connection_id, {"sync_frequency": "PT15M"})  # every entity again
+
+    clock.now = (await schedules_of(runtime, connection_id))["vendor"].next_incremental_at
+    assert await scheduler.tick() == 1  # vendor is due, and the claim notices the new entities
+    schedules = await schedules_of(runtime, connection_id)
+    assert set(schedules) == set(ENTITIES)
+    assert schedules["part"].next_incremental_at == clock()
+
+    assert await scheduler.tick() == 2
+    queued = [run for run in await runs_of(runtime, connection_id) if run.status == "queued"]
+    assert sorted(run.entity for run in queued) == ["asset", "part", "vendor"]
