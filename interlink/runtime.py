@@ -12,6 +12,7 @@ from interlink.api.app import create_app
 from interlink.api.services import Services
 from interlink.connectors.http import create_client
 from interlink.crypto import CredentialBox
+from interlink.health import HealthMonitor
 from interlink.settings import Settings
 from interlink.store import Database
 from interlink.store.migrate import upgrade
@@ -37,6 +38,7 @@ class Runtime:
     dispatcher: LocalDispatcher = field(init=False)
     reaper: Reaper = field(init=False)
     scheduler: Scheduler = field(init=False)
+    health: HealthMonitor = field(init=False)
 
     def __post_init__(self) -> None:
         self.db = Database(self.settings.database_url)
@@ -53,6 +55,9 @@ class Runtime:
         self.reaper = Reaper(self.db, self.dispatcher, clock=self.clock)
         self.webhooks = create_delivery_worker(self.db, self.credentials, self.settings, clock=self.clock)
         self.scheduler = Scheduler(self.db, self.dispatcher, clock=self.clock)
+        self.health = HealthMonitor(
+            self.db, self.credentials, clock=self.clock, http_factory=self.http_factory
+        )
 
     def services(self) -> Services:
         return Services(
@@ -65,7 +70,7 @@ class Runtime:
         )
 
     async def start(self, *, migrate: bool | None = None) -> None:
-        """Apply migrations (by default only on SQLite), then start the workers, reaper and scheduler."""
+        """Apply migrations (by default only on SQLite), then start the background workers and tasks."""
         if migrate if migrate is not None else self.db.is_sqlite:
             await upgrade(self.db)
         if self.workers:
@@ -73,6 +78,7 @@ class Runtime:
             self.reaper.start()
             self.webhooks.start()
             self.scheduler.start()
+            self.health.start()
         logger.info(
             "runtime.started workers=%s database=%s",
             self.workers,
@@ -80,6 +86,7 @@ class Runtime:
         )
 
     async def stop(self) -> None:
+        await self.health.stop()
         await self.scheduler.stop()
         await self.reaper.stop()
         await self.dispatcher.stop()

@@ -81,7 +81,18 @@ class HealthOut(BaseModel):
     connection_id: str
     status: str
     status_reason: str | None
-    last_error: str | None
+    last_check_at: UtcDateTime | None = Field(
+        default=None,
+        description="When the health monitor last checked the connection; null before the first check.",
+    )
+    last_check_ok: bool | None = Field(default=None, description="Whether that check succeeded.")
+    consecutive_failures: int = Field(default=0, description="Failed checks since the last successful one.")
+    next_check_at: UtcDateTime | None = Field(default=None, description="When the next check is due.")
+    last_error: str | None = Field(
+        default=None, description="The most recent error of a failed sync run or check, kept after recovery."
+    )
+    last_error_code: str | None = None
+    last_error_at: UtcDateTime | None = None
     entities: list[EntitySyncState]
 
 

@@ -328,3 +328,25 @@ idempotency_keys = Table(
     Column("record_id", String(40), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+# The health monitor's state per connection: the last cheap authenticated
+# check, the current run of failed checks, and when the next check is due.
+# A process claims a due check by moving ``next_check_at`` forward, so several
+# processes share the monitoring without checking a connection twice.
+connection_health = Table(
+    "connection_health",
+    metadata,
+    Column("connection_id", String(40), ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True),
+    Column("next_check_at", UtcDateTime, nullable=False),
+    Column("last_check_at", UtcDateTime),
+    Column("last_check_ok", Boolean),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    # Start of the current run of failed checks; cleared by a success.
+    Column("failing_since", UtcDateTime),
+    # The last failed check, kept after later successes.
+    Column("last_error_code", String(64)),
+    Column("last_error", Text),
+    Column("last_error_at", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "next_check_at"),
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
@@ -38,6 +39,7 @@ from interlink.store.connections import (
     transition_status,
     update_connection,
 )
+from interlink.store.health import get_health
 from interlink.store.runs import list_runs
 from interlink.sync.scheduler import describe_entity_syncs, keep_schedules_in_step, wake_schedulers
 
@@ -206,12 +208,27 @@ async def health(connection_id: str, principal: CurrentPrincipal, services: Serv
     row = await load_visible_connection(services, principal, connection_id)
     async with services.db.read() as db:
         recent = await list_runs(db, connection_id, before_id=None, limit=20)
-    last_error = next((run.error for run in recent if run.status == "failed"), None)
+        check = await get_health(db, connection_id)
+    # The newest error of a failed run or a failed check, as (time, message, code).
+    errors: list[tuple[datetime, str | None, str | None]] = []
+    if check is not None and check.last_error_at is not None:
+        errors.append((check.last_error_at, check.last_error, check.last_error_code))
+    failed_run = next((run for run in recent if run.status == "failed"), None)
+    if failed_run is not None and failed_run.finished_at is not None:
+        errors.append((failed_run.finished_at, failed_run.error, failed_run.error_code))
+    newest = max(errors, key=lambda error: error[0]) if errors else (None, None, None)
+    last_error_at, last_error, last_error_code = newest
     return HealthOut(
         connection_id=row.id,
         status=row.status,
         status_reason=row.status_reason,
+        last_check_at=check.last_check_at if check else None,
+        last_check_ok=check.last_check_ok if check else None,
+        consecutive_failures=check.consecutive_failures if check else 0,
+        next_check_at=check.next_check_at if check else None,
         last_error=last_error,
+        last_error_code=last_error_code,
+        last_error_at=last_error_at,
         entities=await entity_sync_states(services, row),
     )
 
