@@ -1,4 +1,8 @@
-"""Microsoft Dynamics 365 Business Central, through its API v2.0 with OAuth 2.0 client credentials.
+"""Microsoft Dynamics 365 Business Central, through its API v2.0 with OAuth 2.0.
+
+Two auth schemes: ``oauth``, where a user of the customer signs in through
+the connect flow (authorization code grant with PKCE, delegated permission),
+and ``client_credentials``, an app registration of the customer's own.
 
 Reads vendors, items (as parts), locations and purchase orders with their
 lines. Remote ids are the records' ``id`` GUIDs.
@@ -8,6 +12,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from interlink.connectors import oauth
 from interlink.connectors.base import (
     AuthScheme,
     ConnectorContext,
@@ -17,7 +22,12 @@ from interlink.connectors.base import (
     Limits,
 )
 from interlink.connectors.dynamics_bc import connector as _connector
-from interlink.connectors.dynamics_bc.client import Tuning
+from interlink.connectors.dynamics_bc.client import (
+    DEFAULT_AUTHORIZE_URL,
+    DEFAULT_LOGIN_URL,
+    OAUTH_SCOPE,
+    Tuning,
+)
 
 __all__ = ["INTEGRATION", "use_tuning"]
 
@@ -42,39 +52,47 @@ def _build(context: ConnectorContext) -> _connector.BusinessCentralConnector:
     return _connector.BusinessCentralConnector(context, _tuning, LOOKBACK)
 
 
+_TENANT = CredentialField("tenant_id", "Tenant ID", "The Microsoft Entra tenant id (a GUID) or domain.")
+_ENVIRONMENT = CredentialField(
+    "environment", "Environment", "The Business Central environment name, such as production."
+)
+_COMPANY = CredentialField(
+    "company_id",
+    "Company ID",
+    "The company's id (a GUID); may stay empty when the environment has one company.",
+    required=False,
+)
+_API_BASE_URL = CredentialField(
+    "api_base_url",
+    "API base URL",
+    "Defaults to https://api.businesscentral.dynamics.com.",
+    required=False,
+)
+
 INTEGRATION = Integration(
     name="dynamics_bc",
     label="Microsoft Dynamics 365 Business Central",
     description="Vendors, items, locations and purchase orders from Business Central's API v2.0.",
     auth_schemes=(
         AuthScheme(
+            "oauth",
+            "Sign in with Microsoft",
+            (_TENANT, _ENVIRONMENT, _COMPANY, _API_BASE_URL, *oauth.flow_credential_fields()),
+        ),
+        AuthScheme(
             "client_credentials",
             "Microsoft Entra app registration (client credentials)",
             (
-                CredentialField(
-                    "tenant_id", "Tenant ID", "The Microsoft Entra tenant id (a GUID) or domain."
-                ),
-                CredentialField(
-                    "environment", "Environment", "The Business Central environment name, such as production."
-                ),
+                _TENANT,
+                _ENVIRONMENT,
                 CredentialField(
                     "client_id", "Client ID", "The application (client) id of the app registration."
                 ),
                 CredentialField(
                     "client_secret", "Client secret", "A client secret of the app registration.", secret=True
                 ),
-                CredentialField(
-                    "company_id",
-                    "Company ID",
-                    "The company's id (a GUID); may stay empty when the environment has one company.",
-                    required=False,
-                ),
-                CredentialField(
-                    "api_base_url",
-                    "API base URL",
-                    "Defaults to https://api.businesscentral.dynamics.com.",
-                    required=False,
-                ),
+                _COMPANY,
+                _API_BASE_URL,
                 CredentialField(
                     "token_url",
                     "Token URL",
@@ -98,4 +116,14 @@ INTEGRATION = Integration(
     # Business Central records carry nothing that changes between fetches;
     # @odata.etag moves only when the record does.
     volatile_fields=(),
+)
+
+oauth.register_authorization_code(
+    oauth.AuthorizationCodeSpec(
+        integration="dynamics_bc",
+        scheme="oauth",
+        authorize_url=DEFAULT_AUTHORIZE_URL,
+        token_url=DEFAULT_LOGIN_URL,
+        scope=OAUTH_SCOPE,
+    )
 )

@@ -1,9 +1,12 @@
-"""HTTP access to the Business Central API v2.0: client credentials tokens, retries and OData paging.
+"""HTTP access to the Business Central API v2.0: bearer tokens, retries and OData paging.
 
-A token comes from the Microsoft identity platform's client credentials
-grant and is renewed shortly before it expires. A 401 from the API gets one
-repair attempt (a new token); a second 401, or ``invalid_client`` /
-``invalid_grant`` from the token endpoint, raises ``AuthenticationError``.
+With the ``client_credentials`` scheme a token comes from the Microsoft
+identity platform's client credentials grant and is renewed shortly before it
+expires. With the ``oauth`` scheme the tokens come from the authorization
+code grant of the connect flow and an ``OAuthSession`` refreshes them. A 401
+from the API gets one repair attempt (a new token); a second 401, or
+``invalid_client`` / ``invalid_grant`` from the token endpoint, raises
+``AuthenticationError``.
 Pages follow ``@odata.nextLink`` until there is none; a next link that
 repeats an earlier one raises ``SourceDataError``.
 """
@@ -33,12 +36,16 @@ from interlink.connectors.errors import (
     SourceUnavailable,
 )
 from interlink.connectors.http import RetryPolicy, error_for_response, redact_url, send
+from interlink.connectors.oauth import OAuthSession
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_API_BASE_URL = "https://api.businesscentral.dynamics.com"
 DEFAULT_LOGIN_URL = "https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token"
 SCOPE = "https://api.businesscentral.dynamics.com/.default"
+# Delegated permission of the Business Central API, plus offline_access for a refresh token.
+OAUTH_SCOPE = "https://api.businesscentral.dynamics.com/Financials.ReadWrite.All offline_access"
+DEFAULT_AUTHORIZE_URL = "https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/authorize"
 # A token is renewed this long before the expiry the identity platform announced.
 TOKEN_RENEWAL_MARGIN = 300.0
 # Identity platform errors that new credentials, not a retry, can fix.
@@ -110,14 +117,17 @@ class BusinessCentralClient:
         tuning: Tuning,
         save_credentials: Callable[[Mapping[str, str]], Awaitable[None]],
         monotonic: Callable[[], float] = time.monotonic,
+        oauth: OAuthSession | None = None,
     ) -> None:
         self.http = http
         self.tuning = tuning
         self.save_credentials = save_credentials
         self.monotonic = monotonic
+        # Set for the ``oauth`` scheme, whose tokens come from the connect flow.
+        self.oauth = oauth
         self.tenant_id = credentials["tenant_id"]
-        self.client_id = credentials["client_id"]
-        self.client_secret = credentials["client_secret"]
+        self.client_id = credentials.get("client_id", "")
+        self.client_secret = credentials.get("client_secret", "")
         self.company_id = credentials.get("company_id") or None
         base = (credentials.get("api_base_url") or DEFAULT_API_BASE_URL).rstrip("/")
         environment = quote(credentials["environment"], safe="")
@@ -130,6 +140,8 @@ class BusinessCentralClient:
 
     async def access_token(self, *, renew: bool = False) -> str:
         """Return a bearer token, fetching a new one when asked or when the current one is about to expire."""
+        if self.oauth is not None:
+            return await self.oauth.access_token(renew=renew)
         if not renew and self._token is not None and self.monotonic() < self._token_expires:
             return self._token
         request = self.http.build_request(
@@ -169,10 +181,14 @@ class BusinessCentralClient:
                 return await send(self.http, request, policy=self.tuning.retry, classify=classify)
             except AuthenticationError as exc:
                 if renew:
+                    hint = (
+                        "check that the signed-in user still has access to the environment"
+                        if self.oauth is not None
+                        else "check that the app registration has the Business Central API permission and "
+                        "is granted in the environment"
+                    )
                     raise AuthenticationError(
-                        f"{exc}, also with a newly issued token; check that the app registration has the "
-                        "Business Central API permission and is granted in the environment",
-                        status_code=exc.status_code,
+                        f"{exc}, also with a newly issued token; {hint}", status_code=exc.status_code
                     ) from exc
                 logger.info("dynamics_bc.token.rejected tenant=%s action=renew", self.tenant_id)
         raise AssertionError("unreachable: the loop returns or raises")

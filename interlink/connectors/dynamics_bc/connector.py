@@ -21,7 +21,7 @@ from interlink.connectors.base import (
     ReadWindow,
     SourceRecord,
 )
-from interlink.connectors.dynamics_bc.client import BusinessCentralClient, ODataPage, Tuning
+from interlink.connectors.dynamics_bc.client import OAUTH_SCOPE, BusinessCentralClient, ODataPage, Tuning
 from interlink.connectors.dynamics_bc.cursor import Cursor, final_mark, later
 from interlink.connectors.dynamics_bc.lines import LINE_FIELDS, LineDigests
 from interlink.connectors.dynamics_bc.mapping import (
@@ -34,6 +34,7 @@ from interlink.connectors.dynamics_bc.mapping import (
     ref_maker,
 )
 from interlink.connectors.errors import SourceRejected
+from interlink.connectors.oauth import OAuthSession
 from interlink.model import EntityData
 
 logger = logging.getLogger(__name__)
@@ -57,8 +58,22 @@ def odata_time(value: datetime) -> str:
 
 class BusinessCentralConnector:
     def __init__(self, context: ConnectorContext, tuning: Tuning, lookback: timedelta) -> None:
+        oauth = None
+        if context.auth_scheme == "oauth":
+            oauth = OAuthSession(
+                context.http,
+                context.credentials,
+                connection_id=context.connection_id,
+                scope=OAUTH_SCOPE,
+                save_credentials=context.save_credentials,
+                request_timeout=tuning.request_timeout,
+            )
         self.client = BusinessCentralClient(
-            context.http, context.credentials, tuning=tuning, save_credentials=context.save_credentials
+            context.http,
+            context.credentials,
+            tuning=tuning,
+            save_credentials=context.save_credentials,
+            oauth=oauth,
         )
         self.make_ref = ref_maker(context.connection_id)
         self.lookback = lookback

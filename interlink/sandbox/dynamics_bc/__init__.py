@@ -12,13 +12,21 @@ Built from Microsoft's public documentation, opened while writing it:
   ``Prefer: odata.maxpagesize`` (dev-itpro/webservices/server-driven-paging-in-odata-web-services);
 - API limits: HTTP 429 past the request rate (learn.microsoft.com training module "Work with API limits");
 - the Microsoft identity platform client credentials flow, ``/{tenant}/oauth2/v2.0/token``
-  (learn.microsoft.com, entra/identity-platform/v2-oauth2-client-creds-grant-flow).
+  (learn.microsoft.com, entra/identity-platform/v2-oauth2-client-creds-grant-flow);
+- the Microsoft identity platform authorization code flow with PKCE and refresh tokens
+  (learn.microsoft.com, entra/identity-platform/v2-oauth2-auth-code-flow; see ``identity.py``).
 
 What it serves:
 
 - ``POST /{tenant}/oauth2/v2.0/token``: the client credentials grant with scope
-  ``https://api.businesscentral.dynamics.com/.default``; errors use the identity platform's
-  ``error`` / ``error_description`` / ``error_codes`` body (``invalid_client`` for a wrong secret);
+  ``https://api.businesscentral.dynamics.com/.default``, the authorization code grant (PKCE
+  verified) and the refresh token grant. Refresh tokens rotate, so each works once. Errors use
+  the identity platform's ``error`` / ``error_description`` / ``error_codes`` body:
+  ``invalid_client`` for a wrong secret, ``invalid_grant`` for a used, expired or revoked code
+  or refresh token;
+- ``GET /{tenant}/oauth2/v2.0/authorize``: a consent page whose "Allow" button (a form POST to
+  the same path) redirects to ``redirect_uri`` with ``code`` and ``state``, and whose "Cancel"
+  button redirects with ``error=access_denied``;
 - ``GET /v2.0/{tenant}/{environment}/api/v2.0/companies`` and, below ``companies({id})/``,
   ``vendors``, ``items``, ``locations``, ``purchaseOrders`` (``$expand=purchaseOrderLines``) and
   ``purchaseOrderLines``, single records as ``{set}({id})``, and ``purchaseOrders({id})/purchaseOrderLines``;
@@ -42,7 +50,11 @@ Admin endpoints (not part of the vendor API):
 - ``DELETE /_sandbox/records/{set}/{id}``: delete a record (an order with its lines);
 - ``POST /_sandbox/credentials/rotate``: new client secret, returned as ``{"client_secret": ...}``;
   the old secret and every issued token stop working at once;
-- ``POST /_sandbox/tokens/expire``: expire every issued token, the credentials stay valid;
+- ``POST /_sandbox/tokens/expire``: expire every issued access token, the credentials and refresh
+  tokens stay valid;
+- ``GET /_sandbox/oauth/stats``: ``{"token_requests": {grant_type: count}}``, every request to the
+  token endpoint counted by its grant type;
+- ``POST /_sandbox/oauth/revoke``: revoke every refresh token, as removing the app's consent would;
 - ``POST`` / ``DELETE /_sandbox/faults``: fault injection (``interlink.sandbox.faults``).
 """
 
@@ -55,6 +67,7 @@ from starlette.applications import Starlette
 
 from interlink.sandbox.dynamics_bc.app import RateLimit, Sandbox, SandboxCredentials, build_app
 from interlink.sandbox.dynamics_bc.data import seed
+from interlink.sandbox.dynamics_bc.identity import IdentityProvider
 from interlink.sandbox.faults import FaultPlan
 
 __all__ = ["SandboxCredentials", "create_app", "demo_credentials"]
@@ -77,13 +90,15 @@ def create_app(
     page_size: int = DEFAULT_PAGE_SIZE,
     token_lifetime: timedelta = timedelta(seconds=3599),
     rate_limit: tuple[int, float] | None = None,
+    redirect_uris: list[str] | None = None,
 ) -> Starlette:
     """Build the sandbox app with ``size`` seeded purchase orders.
 
     Seeded change times lie up to 60 days before ``epoch`` (default: the
     start of the current UTC day by ``clock``), so a fixed ``epoch`` and
     ``seed`` always give the same records. ``rate_limit`` is
-    ``(requests, window_seconds)``.
+    ``(requests, window_seconds)``. ``redirect_uris`` are the redirect URIs
+    of the app registration; by default any http or https URI is accepted.
     """
     now = clock()
     start = epoch if epoch is not None else now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -94,6 +109,7 @@ def create_app(
         page_size=page_size,
         token_lifetime=token_lifetime,
         rate_limit=RateLimit(*rate_limit) if rate_limit else None,
+        identity=IdentityProvider(redirect_uris=list(redirect_uris or [])),
     )
     return build_app(sandbox)
 

@@ -1,4 +1,4 @@
-"""Starlette routes of the Business Central sandbox: the token endpoint, the API and the admin routes."""
+"""Starlette routes of the Business Central sandbox: the identity provider, the API and the admin routes."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from interlink.sandbox.dynamics_bc import data as bc
+from interlink.sandbox.dynamics_bc import identity
 from interlink.sandbox.dynamics_bc.jsonbody import dumps, json_response
 from interlink.sandbox.dynamics_bc.query import QueryError, parse_filter, select
 from interlink.sandbox.faults import ADMIN_PREFIX, FaultMiddleware, FaultPlan, fault_routes
@@ -71,6 +72,7 @@ class Sandbox:
     token_lifetime: timedelta
     rate_limit: RateLimit | None
     tokens: dict[str, datetime] = field(default_factory=dict)
+    identity: identity.IdentityProvider = field(default_factory=identity.IdentityProvider)
 
 
 def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -80,6 +82,11 @@ def error(status: int, code: str, message: str, headers: dict[str, str] | None =
 def build_app(sandbox: Sandbox) -> Starlette:
     routes = [
         Route("/{tenant}/oauth2/v2.0/token", partial(token, sandbox), methods=["POST"]),
+        Route(
+            "/{tenant}/oauth2/v2.0/authorize",
+            partial(identity.authorize, sandbox),
+            methods=["GET", "POST"],
+        ),
         Route(
             "/v2.0/{tenant}/{environment}/api/v2.0/{rest:path}",
             partial(api, sandbox),
@@ -101,6 +108,8 @@ def build_app(sandbox: Sandbox) -> Starlette:
             methods=["POST"],
         ),
         Route(f"{ADMIN_PREFIX}tokens/expire", partial(admin_expire, sandbox), methods=["POST"]),
+        Route(f"{ADMIN_PREFIX}oauth/stats", partial(identity.admin_stats, sandbox), methods=["GET"]),
+        Route(f"{ADMIN_PREFIX}oauth/revoke", partial(identity.admin_revoke, sandbox), methods=["POST"]),
         *fault_routes(sandbox.plan),
     ]
     app = Starlette(routes=routes)
@@ -110,13 +119,16 @@ def build_app(sandbox: Sandbox) -> Starlette:
 
 
 async def token(sandbox: Sandbox, request: Request) -> Response:
-    """Issue a bearer token for the client credentials grant, as ``/{tenant}/oauth2/v2.0/token`` does."""
+    """Issue tokens at ``/{tenant}/oauth2/v2.0/token``: client credentials, authorization code, refresh."""
     form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
     expected = sandbox.credentials
     if request.path_params["tenant"] != expected.tenant_id:
         tenant = request.path_params["tenant"]
         return _oauth_error(400, "invalid_request", f"AADSTS90002: Tenant '{tenant}' not found.", 90002)
-    if form.get("grant_type") != "client_credentials":
+
+    grant_type = form.get("grant_type", "")
+    sandbox.identity.token_requests[grant_type or "(none)"] += 1
+    if grant_type not in ("client_credentials", "authorization_code", "refresh_token"):
         return _oauth_error(
             400, "unsupported_grant_type", "AADSTS70003: The app requested an unsupported grant type.", 70003
         )
@@ -130,6 +142,11 @@ async def token(sandbox: Sandbox, request: Request) -> Response:
         )
     if not secrets.compare_digest(form.get("client_secret", ""), expected.client_secret):
         return _oauth_error(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.", 7000215)
+
+    if grant_type == "authorization_code":
+        return identity.redeem_code(sandbox, form)
+    if grant_type == "refresh_token":
+        return identity.redeem_refresh_token(sandbox, form)
     if form.get("scope") != API_SCOPE:
         return _oauth_error(
             400,
