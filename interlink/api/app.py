@@ -11,8 +11,20 @@ from fastapi import FastAPI, Request, Response
 
 from interlink import __version__
 from interlink.api.problems import install_problem_handlers
-from interlink.api.routes import connections, events, integrations, meta, records, syncs, webhooks, writes
+from interlink.api.routes import (
+    connections,
+    events,
+    integrations,
+    link_sessions,
+    meta,
+    oauth_clients,
+    records,
+    syncs,
+    webhooks,
+    writes,
+)
 from interlink.api.services import Services
+from interlink.connect import router as connect_pages
 
 logger = logging.getLogger(__name__)
 
@@ -53,4 +65,7 @@ def create_app(
 
     for module in (meta, integrations, connections, syncs, webhooks, events, records, writes):
         app.include_router(module.router)
+    app.include_router(link_sessions.router)
+    app.include_router(oauth_clients.router)
+    app.include_router(connect_pages)
     return app

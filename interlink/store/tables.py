@@ -350,3 +350,81 @@ connection_health = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Index(None, "next_check_at"),
 )
+
+# Sessions of the hosted connect flow. Only hashes of the link token and of the
+# one-time code are stored. ``connection_id`` names the connection a session
+# reconnects. It has no foreign key, so deleting that connection leaves the
+# session to fail with a message instead of blocking the deletion.
+link_sessions = Table(
+    "link_sessions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("end_user_id", String(255), nullable=False),
+    Column("end_user_name", String(255)),
+    Column("end_user_email", String(255)),
+    # Integration names the user may choose from; null allows every integration.
+    Column("integrations", JSON),
+    Column("connection_id", String(40)),
+    Column("redirect_url", Text),
+    Column("webhook_url", Text),
+    Column("state", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    # A submission being checked keeps the session to itself until then, so
+    # that a double submit cannot make two connections.
+    Column("busy_until", UtcDateTime),
+    Column("completed_at", UtcDateTime),
+    Column("result_connection_id", String(40)),
+    Column("code_hash", String(64), unique=True),
+    Column("code_expires_at", UtcDateTime),
+    Column("webhook_endpoint_id", String(40)),
+    # Fernet token of the webhook endpoint's secret, cleared by the exchange.
+    Column("webhook_secret", LargeBinary),
+    Column("exchanged_at", UtcDateTime),
+)
+
+# Authorization requests sent to an identity provider, waiting for its redirect back.
+oauth_authorizations = Table(
+    "oauth_authorizations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column(
+        "link_session_id",
+        String(40),
+        ForeignKey("link_sessions.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("state_hash", String(64), nullable=False, unique=True),
+    # Hash of the cookie that binds the request to the browser that started it.
+    Column("browser_hash", String(64), nullable=False),
+    Column("integration", String(64), nullable=False),
+    Column("auth_scheme", String(64), nullable=False),
+    # Fernet token of the PKCE verifier, the redirect URI and the fields the user typed.
+    Column("sealed", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime),
+)
+
+# The operator's OAuth client per integration, as a Fernet token.
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("integration", String(64), primary_key=True),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# One lease per connection on refreshing its OAuth tokens, so that processes
+# sharing the database refresh a token once. A lease whose ``expires_at``
+# passed is free again, so a holder that died blocks no one for long.
+oauth_refresh_locks = Table(
+    "oauth_refresh_locks",
+    metadata,
+    Column("connection_id", String(40), ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True),
+    Column("owner", String(64)),
+    Column("expires_at", UtcDateTime),
+)
