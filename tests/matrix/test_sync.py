@@ -164,6 +164,27 @@ async def test_incremental_gap_is_backfilled(
     assert set(sent) <= set(await records(runtime, connection_id, "message"))
 
 
+async def test_newly_joined_room_history_is_read(
+    runtime: Runtime, synapse: SynapseServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quinn = await fresh_user(synapse, "quinn")
+    rita = await fresh_user(synapse, "rita")
+    await quinn.create_room("Own room")
+    room = await rita.create_room("Older room")
+    history = [await rita.say(room, f"before the join {number}") for number in range(6)]
+    connection_id = await connect_user(runtime, quinn)
+    await sync(runtime, connection_id, "message")  # the history is older than this cursor
+
+    await rita.request("POST", f"/rooms/{room}/invite", {"user_id": quinn.user_id})
+    await quinn.join(room)
+    monkeypatch.setattr(timeline, "MESSAGE_FILTER", _with_timeline_limit(timeline.MESSAGE_FILTER, 2))
+    run = await sync(runtime, connection_id, "message")
+
+    assert run.status == "succeeded"
+    assert set(history) <= set(await records(runtime, connection_id, "message"))
+    assert run.counts["created"] == len(history)
+
+
 async def test_left_room_is_deleted(runtime: Runtime, synapse: SynapseServer) -> None:
     frank = await fresh_user(synapse, "frank")
     kept = await frank.create_room("Kept")

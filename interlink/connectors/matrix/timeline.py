@@ -10,8 +10,14 @@ seen before the message it changes; messages changed by events of this read
 but not read themselves are fetched with ``/rooms/{roomId}/event/{eventId}``
 at the end of their room.
 
+A room joined since the previous read has history older than that
+read's ``next_batch``, which a back-fill down to it would skip; such a room
+is back-filled to the start of the window instead. To tell these rooms
+apart, the cursor is JSON with the ``next_batch`` and the ids of the rooms
+joined at that point.
+
 Every page but the last carries the cursor the read started from, and the
-last page carries the new ``next_batch``: the engine commits a page's cursor
+last page carries the new cursor: the engine commits a page's cursor
 with its records, so the new cursor is stored only together with the last
 of the records it covers. A run that dies half-way reads the same range
 again, and the records it had stored count as unchanged.
@@ -19,6 +25,7 @@ again, and the records it had stored count as unchanged.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -114,6 +121,36 @@ class RoomPass:
         return sorted((set(self.edits) | set(self.redactions)) - self.emitted)
 
 
+@dataclass(frozen=True)
+class SyncPosition:
+    """The message cursor: a ``next_batch`` token and the rooms joined when it was issued."""
+
+    next_batch: str | None = None
+    rooms: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, cursor: str | None) -> SyncPosition:
+        if cursor is None:
+            return cls()
+        try:
+            value = json.loads(cursor)
+            return cls(str(value["next_batch"]), frozenset(str(room) for room in value["rooms"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SourceDataError(
+                f"the stored Matrix message cursor is invalid ({exc}); run a full sync to replace it"
+            ) from exc
+
+    def knows(self, room_id: str) -> bool:
+        """Return whether the room was joined at this position, so its older history was read."""
+        return self.next_batch is not None and room_id in self.rooms
+
+    def advance(self, next_batch: str, *, joined: set[str], left: set[str]) -> SyncPosition:
+        return SyncPosition(next_batch, (self.rooms | joined) - left)
+
+    def dump(self) -> str:
+        return json.dumps({"next_batch": self.next_batch, "rooms": sorted(self.rooms)}, separators=(",", ":"))
+
+
 class MessageReader:
     """Reads ``message`` records of every joined room."""
 
@@ -123,27 +160,34 @@ class MessageReader:
         self._page_size = page_size
 
     async def read(self, cursor: str | None, window: ReadWindow) -> AsyncIterator[Page]:
-        since = cursor
-        response = await self._client.sync(since, MESSAGE_FILTER)
-        next_batch = _next_batch(response)
-        rooms = response.get("rooms", {}).get("join", {})
+        position = SyncPosition.parse(cursor)
+        response = await self._client.sync(position.next_batch, MESSAGE_FILTER)
+        rooms = response.get("rooms", {})
+        joined: dict[str, Any] = rooms.get("join", {})
+        after = position.advance(_next_batch(response), joined=set(joined), left=set(rooms.get("leave", {})))
         logger.info(
-            "matrix.messages.read since=%s rooms=%d mode=%s", since is not None, len(rooms), window.mode
+            "matrix.messages.read since=%s rooms=%d mode=%s",
+            position.next_batch is not None,
+            len(joined),
+            window.mode,
         )
 
         buffer: list[SourceRecord] = []
-        for room_id in sorted(rooms):
-            timeline = rooms[room_id].get("timeline", {})
+        for room_id in sorted(joined):
+            # A room new to this account is read down to the start of the window.
+            since = position.next_batch if position.knows(room_id) else None
+            timeline = joined[room_id].get("timeline", {})
             async for records in self._room(room_id, timeline, since, window.history_start):
                 buffer.extend(records)
                 while len(buffer) >= self._page_size:
-                    yield Page(records=buffer[: self._page_size], cursor=since)
+                    yield Page(records=buffer[: self._page_size], cursor=cursor)
                     buffer = buffer[self._page_size :]
-        yield Page(records=buffer, cursor=next_batch, complete=window.mode == "full")
+        yield Page(records=buffer, cursor=after.dump(), complete=window.mode == "full")
 
     async def _room(
         self, room_id: str, timeline: Mapping[str, Any], since: str | None, history_start: datetime
     ) -> AsyncIterator[list[SourceRecord]]:
+        """Yield the room's records newest first; ``since`` ``None`` reads down to ``history_start``."""
         room = RoomPass(self._connection_id, room_id)
         events = [event for event in reversed(timeline.get("events", [])) if isinstance(event, dict)]
         window_ended = since is None and _reaches_before(events, history_start)
