@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
+import httpx
+
 from interlink.connectors.http import create_client
 from interlink.connectors.sap_s4hana.client import SapClient, SapSettings
+from interlink.sandbox.sap_s4hana import create_app
 from tests.sandboxes.sap_s4hana.conftest import FAST_RETRIES, SapSandbox
+from tests.support.sandbox_server import serve
 
 PO_SERVICE = "API_PURCHASEORDER_PROCESS_SRV"
 ORDERS = f"/{PO_SERVICE}/A_PurchaseOrder"
@@ -179,3 +183,16 @@ def test_base_url_may_include_the_odata_path() -> None:
     assert with_path.root == "https://s4.example.com/sap/opu/odata/sap"
     assert without_path.root == "https://s4.example.com/sap/opu/odata/sap"
     assert without_path.sap_client is None
+
+
+def test_same_seed_gives_same_data(sap_sandbox: SapSandbox) -> None:
+    def orders(app_seed: int) -> list[dict[str, object]]:
+        app = create_app(size=24, seed=app_seed, clock=sap_sandbox.clock, max_page_size=5)
+        with serve(app) as server, httpx.Client(base_url=server.base_url) as admin:
+            records: list[dict[str, object]] = admin.get("/_sandbox/records/A_PurchaseOrderItem").json()[
+                "records"
+            ]
+        return records
+
+    assert orders(7) == sap_sandbox.records("A_PurchaseOrderItem")
+    assert orders(8) != sap_sandbox.records("A_PurchaseOrderItem")
