@@ -30,8 +30,19 @@ from interlink.model import Entity, Ref, content_hash, get_entity, record_id
 from interlink.model.ids import RECORD_ID_PREFIXES
 from interlink.store import Database
 from interlink.store.connections import ConnectionRow, get_connection, transition_status, update_connection
+from interlink.store.cursors import encode_cursor
+from interlink.store.events import append_event
 from interlink.store.idempotency import IdempotencyKeyRow, get_idempotency_key, insert_idempotency_key
-from interlink.store.records import PreparedRecord, StoredRecord, get_record, upsert_page
+from interlink.store.records import (
+    PreparedRecord,
+    RecordFilter,
+    StoredRecord,
+    UpsertCounts,
+    get_record,
+    position_before,
+    record_filter_key,
+    upsert_page,
+)
 from interlink.sync.engine import HttpFactory
 
 logger = logging.getLogger(__name__)
@@ -319,7 +330,10 @@ class WriteService:
     ) -> StoredRecord:
         now = self.clock()
         async with self.db.write() as db:
-            await upsert_page(db, connection_id=connection_id, entity=entity_name, page=[prepared], now=now)
+            counts = await upsert_page(
+                db, connection_id=connection_id, entity=entity_name, page=[prepared], now=now
+            )
+            await self._announce(db, connection_id, entity_name, counts)
             result_id = prepared.id
             if key is not None:
                 row = IdempotencyKeyRow(connection_id, key, request_hash, prepared.id, now)
@@ -328,6 +342,23 @@ class WriteService:
             stored = await get_record(db, entity_name, result_id)
         assert stored is not None
         return stored
+
+    async def _announce(self, db: Any, connection_id: str, entity_name: str, counts: UpsertCounts) -> None:
+        """Append ``records.changed`` as a sync run does, so webhook subscribers hear of written records."""
+        if not counts.changed or counts.change_seq is None:
+            return
+        record_filter = RecordFilter(entity=entity_name, connection_id=connection_id, include_deleted=True)
+        cursor = encode_cursor(position_before(counts.change_seq), record_filter_key(record_filter))
+        change = {"created": counts.created, "updated": counts.updated, "deleted": counts.deleted}
+        await append_event(
+            db,
+            "records.changed",
+            {
+                "run_id": None,
+                "entities": {entity_name: {"count": counts.changed, "counts": change, "cursor": cursor}},
+            },
+            connection_id=connection_id,
+        )
 
     async def _concurrent_result(self, db: Any, row: IdempotencyKeyRow) -> str:
         """Return the record of a write with the same key that committed first."""

@@ -13,6 +13,7 @@ from interlink.crypto import generate_token, hash_token
 from interlink.model import ConnectionSettings, record_id
 from interlink.runtime import Runtime
 from interlink.store.api_keys import insert_api_key
+from interlink.store.events import list_events
 from interlink.store.idempotency import get_idempotency_key
 from tests.matrix.conftest import fresh_user, records, sync
 from tests.support.synapse import MatrixUser, SynapseServer
@@ -102,6 +103,14 @@ async def test_post_message_sends_and_stores(api: httpx.AsyncClient, runtime: Ru
     assert await bodies_in_room(chat) == ["truck at gate 4"]
     stored = await records(runtime, chat.connection_id, "message")
     assert stored[message["remote_id"]].id == message["id"]
+    async with runtime.db.read() as db:
+        events = await list_events(db, after=None, limit=100, event_type="records.changed")
+    (changed,) = [
+        event
+        for event in events
+        if event.connection_id == chat.connection_id and "message" in event.data["entities"]
+    ]
+    assert changed.data["entities"]["message"]["counts"] == {"created": 1, "updated": 0, "deleted": 0}
 
 
 async def test_retry_with_same_key_sends_once(api: httpx.AsyncClient, chat: Chat) -> None:
