@@ -147,6 +147,8 @@ class EntitySpec:
     build: Callable[[Raw, mapping.RefBuilder], EntityData]
     expand: str | None = None
     base_filter: str | None = None
+    # The property whose value is the remote id, when it is not the key (a supplier's number).
+    remote_id_property: str | None = None
     # Items have no change stamp of their own, so item edits need a sweep to be seen.
     sweeps_items: bool = False
 
@@ -183,6 +185,7 @@ SPECS: dict[str, EntitySpec] = {
             lambda raw, ref: mapping.vendor(raw),
             expand="to_BusinessPartnerAddress/to_EmailAddress,to_BusinessPartnerAddress/to_PhoneNumber",
             base_filter="Supplier ne ''",
+            remote_id_property="Supplier",
         ),
         EntitySpec(
             "part",
@@ -340,7 +343,9 @@ class SapReader:
         return key
 
     def _record(self, raw: Raw) -> SourceRecord:
-        remote_id = str(raw[self.spec.key])
+        remote_id = mapping.text(raw, self.spec.remote_id_property or self.spec.key)
+        if remote_id is None:
+            raise SourceDataError(f"a {self.spec.entity_set} entity arrived without its remote id")
         try:
             data = self.spec.build(raw, self.ref)
             updated = self.spec.mark.remote_updated_at(raw)

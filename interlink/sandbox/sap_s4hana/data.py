@@ -221,6 +221,8 @@ class _Seeder:
         suppliers: list[str] = []
         for index in range(count):
             number = str(17300001 + index)
+            # Supplier numbers usually equal the partner number; one differs, as number ranges allow.
+            supplier = str(1000001 + index) if index == 2 else number
             name = "O'Brien Industrial Supply" if index == 1 else self._company_name()
             created = self.past(300)
             changed = None if index % 2 == 0 else created + timedelta(days=self.rng.randint(1, 20))
@@ -229,7 +231,7 @@ class _Seeder:
                 {
                     "BusinessPartner": number,
                     "Customer": "",
-                    "Supplier": number,
+                    "Supplier": supplier,
                     "BusinessPartnerCategory": "2",
                     "BusinessPartnerFullName": name,
                     "BusinessPartnerName": name,
@@ -246,7 +248,7 @@ class _Seeder:
                 },
             )
             self._address(number, index)
-            suppliers.append(number)
+            suppliers.append(supplier)
         return suppliers
 
     def _company_name(self) -> str:

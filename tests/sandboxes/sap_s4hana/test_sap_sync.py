@@ -67,6 +67,22 @@ async def test_purchase_order_keeps_items_and_decimals(
     assert "__metadata" not in record.raw["to_PurchaseOrderItem"]["results"][0]
 
 
+async def test_vendor_references_resolve(
+    runtime: Runtime, sap_sandbox: SapSandbox, sap_connection: str
+) -> None:
+    await sync(runtime, sap_connection, "vendor", mode="full")
+    await sync(runtime, sap_connection, "purchase_order", mode="full")
+
+    vendors = await stored(runtime, sap_connection, "vendor")
+    orders = await stored(runtime, sap_connection, "purchase_order")
+    vendor_ids = {record.id for record in vendors.values()}
+    partners = sap_sandbox.records("A_BusinessPartner")
+
+    assert set(vendors) == {row["Supplier"] for row in partners}
+    assert any(row["Supplier"] != row["BusinessPartner"] for row in partners)
+    assert all(order.data["vendor"]["id"] in vendor_ids for order in orders.values())
+
+
 async def test_incremental_reads_header_change(
     runtime: Runtime, sap_sandbox: SapSandbox, sap_connection: str
 ) -> None:
