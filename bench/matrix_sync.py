@@ -16,8 +16,8 @@ which reads every message through ``/sync`` and back-fills through
 ``/rooms/{roomId}/messages``.
 
 The HTTP client of that sync goes through a transport that adds up the
-time spent awaiting each response, body included: that time is Synapse
-answering (and the loopback). The rest of the run's wall time is
+time spent awaiting each response, body included. That time is spent in
+Synapse and on the loopback. The rest of the run's wall time is
 Interlink's own share: mapping, hashing, committing pages, the engine's
 bookkeeping. The output is a Markdown table with the command, date and
 machine, ready for docs/benchmarks/matrix.md. With ``--data DIR`` the

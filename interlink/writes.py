@@ -2,11 +2,11 @@
 
 A write is sent to the source through the connector of its connection,
 built the way the sync engine builds it. The record the source returns is
-stored at once (its remote id is the source's own key, so the next sync
-finds the same record rather than a duplicate) together with the write's
-``Idempotency-Key``: a retried request with the same key and body gets
-that record back without a second write, also after a restart of
-Interlink or of the source. The same key with another body is rejected.
+stored at once, together with the write's ``Idempotency-Key``. Its remote
+id is the source's own key, so the next sync finds the same record rather
+than a duplicate. A retried request with the same key and body gets that
+record back without a second write, also after a restart of Interlink or
+of the source. The same key with another body is rejected.
 """
 
 from __future__ import annotations
@@ -148,9 +148,9 @@ class WriteService:
     ) -> WriteResult:
         """Create one record of ``entity_name`` from an API body.
 
-        ``caller_connection_id`` is set when a connection token calls: it may
-        write only to its own connection, and sees other connections' records
-        as not found.
+        ``caller_connection_id`` is set when a connection token calls. Such a
+        caller may write only to its own connection, and other connections'
+        records are "not found" for it.
         """
         entity = get_entity(entity_name)
         request_hash = content_hash({"entity": entity_name, "body": dict(body)})

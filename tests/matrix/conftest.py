@@ -48,8 +48,8 @@ def _require_synapse() -> None:
 @pytest.fixture(scope="session")
 def synapse_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     _require_synapse()
-    # Synapse syncs its SQLite file to disk for every event; on a memory file
-    # system seeding runs about three times faster, and the data is disposable.
+    # Synapse syncs its SQLite file to disk for every event, so seeding runs
+    # about three times faster on a memory file system. The data is disposable.
     if SHARED_MEMORY.is_dir() and os.access(SHARED_MEMORY, os.W_OK):
         directory = Path(tempfile.mkdtemp(prefix="interlink-synapse-", dir=SHARED_MEMORY))
         yield directory
@@ -104,7 +104,7 @@ async def world(synapse: SynapseServer) -> World:
         maintenance_room=await alice.create_room("Maintenance", invite=[bob]),
         encrypted_room=await alice.create_room("Secrets", invite=[bob], encrypted=True),
     )
-    # More than the timeline limit of one /sync, so the first sync sees a limited timeline.
+    # More than the timeline limit of one /sync, so the first sync gets a limited timeline.
     # Sent 20 at a time, because Synapse persists concurrent events of a room in batches.
     async with httpx.AsyncClient(timeout=60.0) as client:
         for start in range(0, SEEDED_MESSAGES, 20):
@@ -145,7 +145,7 @@ async def world(synapse: SynapseServer) -> World:
 
 
 async def fresh_user(synapse: SynapseServer, name: str, *, rate_limited: bool = False) -> MatrixUser:
-    """Register a user no other test knows, so this test's changes stay its own."""
+    """Register a user that no other test uses, so this test's changes stay its own."""
     return await MatrixUser.create(synapse, f"{name}-{uuid.uuid4().hex[:8]}", rate_limited=rate_limited)
 
 

@@ -187,7 +187,7 @@ async def test_newly_joined_room_history_is_read(
 
 async def test_left_room_is_deleted(runtime: Runtime, synapse: SynapseServer) -> None:
     frank = await fresh_user(synapse, "frank")
-    kept = await frank.create_room("Kept")
+    stayed = await frank.create_room("Stayed")
     left = await frank.create_room("Left")
     connection_id = await connect_user(runtime, frank)
     await sync(runtime, connection_id, "conversation")
@@ -196,7 +196,7 @@ async def test_left_room_is_deleted(runtime: Runtime, synapse: SynapseServer) ->
     stored = await records(runtime, connection_id, "conversation")
     assert stored[left].deleted is True
     assert stored[left].data["name"] == "Left"
-    assert stored[kept].deleted is False
+    assert stored[stayed].deleted is False
 
 
 async def test_cursor_commits_with_last_page(runtime: Runtime, world: World) -> None:

@@ -133,7 +133,7 @@ async def test_key_survives_restart_of_both_sides(
         first = await api.post("/v1/messages", json=request, headers={"Idempotency-Key": "noon"})
     assert first.status_code == 201
 
-    await synapse.restart()  # Synapse forgets its transaction ids
+    await synapse.restart()  # Synapse loses its transaction ids
     restarted = Runtime(runtime.settings, workers=False)  # a new Interlink process on the same store
     await restarted.start(migrate=False)
     try:

@@ -1,8 +1,8 @@
 """A real Synapse homeserver for tests and benchmarks, and a Matrix user that acts against it.
 
-``SynapseServer`` writes an offline configuration (one listener with only
-the ``client`` resource, bound to 127.0.0.1 on a free port; SQLite; no
-federation, presence, metrics, URL previews or key servers), starts
+``SynapseServer`` writes an offline configuration: one listener with only
+the ``client`` resource, bound to 127.0.0.1 on a free port, and SQLite, with
+no federation, presence, metrics, URL previews or key servers. It starts
 ``synapse.app.homeserver`` from this virtualenv, waits for
 ``/_matrix/client/versions``, registers users with
 ``register_new_matrix_user -k SECRET`` and stops the process by its PID.
@@ -183,7 +183,7 @@ class SynapseServer:
         self.config_path.write_text(json.dumps(config, indent=2))
 
     async def start(self) -> None:
-        """Start Synapse and wait until it answers; register the admin user on the first start."""
+        """Start Synapse and wait until it responds, then register the admin user on the first start."""
         if not synapse_installed():
             raise SynapseUnavailable("matrix-synapse is not installed in this virtualenv")
         if not self.config_path.exists():

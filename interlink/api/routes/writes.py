@@ -1,8 +1,8 @@
 """``POST /v1/{entity}``: create a record in the source system, safe to retry with ``Idempotency-Key``.
 
 A route exists for each entity that at least one installed integration can
-write; whether a given connection's integration can write it is checked
-per request. References are given as ``<field>_id`` with Interlink ids.
+write. Whether the integration of the connection at hand can write it is
+checked per request. References are given as ``<field>_id`` with Interlink ids.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _problem(exc: WriteError) -> Problem:
 
 
 def _source_problem(exc: ConnectorError) -> JSONResponse:
-    """Answer a failure of the source system; the source's own reason is kept in ``detail``."""
+    """Return the problem response for a failure of the source; ``detail`` keeps the source's reason."""
     if isinstance(exc, AuthenticationError):
         return problem_response(
             409, "connection-not-active", f"the source rejected the connection's credentials: {exc}"
@@ -121,7 +121,7 @@ def _register(entity: Entity) -> None:
             raise _problem(exc) from exc
         except ConnectorError as exc:
             return _source_problem(exc)
-        # A replay answers as the first request did, marked by a header.
+        # A replay returns the status and record of the first request, marked by a header.
         return JSONResponse(
             record_json(result.record, result.integration, include_remote_data=False),
             status_code=201,

@@ -1,17 +1,22 @@
 """Matrix: rooms, members and messages of one account on any homeserver.
 
 Built from the Matrix Client-Server API specification v1.19
-(spec.matrix.org/v1.19/client-server-api), sections "Using access tokens",
-"Refreshing access tokens" and "Soft logout" (``M_UNKNOWN_TOKEN``,
-``soft_logout``, ``POST /refresh``), "Login" (``POST /login`` with a
-``device_id``), "Rate limiting" (``M_LIMIT_EXCEEDED``, ``Retry-After``,
-``retry_after_ms``), "Transaction identifiers", "Filtering" and "Syncing"
-(``GET /sync``, ``limited``, ``prev_batch``, ``next_batch``), "Getting events
-for a room" (``GET /rooms/{roomId}/messages``, ``GET
-/rooms/{roomId}/event/{eventId}``), "Redactions", "Forming relationships
-between events" with "Event replacements" (``m.replace``), "Rich replies"
-(``m.in_reply_to``) and "Threading" (``m.thread``), and "Direct Messaging"
-(``m.direct``). Tested against Synapse 1.163.
+(spec.matrix.org/v1.19/client-server-api). The sections it follows:
+
+- "Using access tokens", "Refreshing access tokens" and "Soft logout":
+  ``M_UNKNOWN_TOKEN``, ``soft_logout``, ``POST /refresh``;
+- "Login": ``POST /login`` with a ``device_id``;
+- "Rate limiting": ``M_LIMIT_EXCEEDED``, ``Retry-After``, ``retry_after_ms``;
+- "Transaction identifiers", "Filtering" and "Syncing": ``GET /sync``,
+  ``limited``, ``prev_batch``, ``next_batch``;
+- "Getting events for a room": ``GET /rooms/{roomId}/messages`` and
+  ``GET /rooms/{roomId}/event/{eventId}``;
+- "Redactions", and "Forming relationships between events" with "Event
+  replacements" (``m.replace``), "Rich replies" (``m.in_reply_to``) and
+  "Threading" (``m.thread``);
+- "Direct Messaging": ``m.direct``.
+
+Tested against Synapse 1.163.
 
 Encrypted rooms are read, but their messages are stored without a body:
 Interlink does not decrypt.

@@ -1,14 +1,14 @@
 """HTTP access to a Matrix homeserver: authentication, session repair, rate limits, endpoints.
 
 Every request goes through the shared ``send`` with ``classify_response``,
-which turns Matrix error bodies into typed errors: ``M_LIMIT_EXCEEDED`` (and
-any HTTP 429) becomes ``RateLimited`` with the wait the server asks for
+which turns Matrix error bodies into typed errors. ``M_LIMIT_EXCEEDED`` (and
+any HTTP 429) becomes ``RateLimited`` with the wait the server requests
 (``Retry-After``, else ``retry_after_ms``), so ``send`` retries it within its
-bounded total wait. ``M_UNKNOWN_TOKEN`` becomes ``UnknownToken``, on which
-the client makes one repair attempt per request: it refreshes the access
-token when it has a refresh token, else logs in again when it has a username
-and password (reusing its device id, so the old token dies with the new
-login). New tokens are saved through ``save_credentials`` before use. What
+bounded total wait. ``M_UNKNOWN_TOKEN`` becomes ``UnknownToken``, and the
+client makes one repair attempt per request. It refreshes the access token
+when it has a refresh token, or else logs in again when it has a username
+and password. A new login reuses Interlink's device id, so the homeserver
+revokes the old token. New tokens are saved through ``save_credentials`` before use. What
 cannot be repaired is final: ``AuthenticationError`` with reason
 ``token_revoked`` or ``credentials_invalid``.
 """
@@ -38,15 +38,15 @@ from interlink.connectors.http import RetryPolicy, error_for_response, parse_ret
 logger = logging.getLogger(__name__)
 
 CLIENT_API = "/_matrix/client/v3"
-# Rate-limit waits add up per request; Synapse's default message limit asks for
-# about 5 s per message once its burst of 10 is spent.
+# Rate-limit waits add up per request. Synapse's default message limit makes
+# each message wait about 5 s once its burst of 10 is spent.
 RETRY_POLICY = RetryPolicy(max_attempts=8, base_delay=0.5, max_delay=30.0, max_total_wait=120.0)
 
 _AUTH_FAILURE_CODES = ("M_MISSING_TOKEN", "M_USER_DEACTIVATED", "M_USER_LOCKED")
 
 
 class UnknownToken(AuthenticationError):
-    """The homeserver answered ``M_UNKNOWN_TOKEN``: the access token expired or was revoked."""
+    """The homeserver responded with ``M_UNKNOWN_TOKEN`` because the access token expired or was revoked."""
 
     def __init__(self, message: str, *, status_code: int | None, soft_logout: bool) -> None:
         super().__init__(message, status_code=status_code, reason_code="token_revoked")
@@ -54,7 +54,7 @@ class UnknownToken(AuthenticationError):
 
 
 class NotFound(SourceRejected):
-    """The homeserver answered ``M_NOT_FOUND`` (or HTTP 404)."""
+    """The homeserver responded with ``M_NOT_FOUND`` (or HTTP 404)."""
 
 
 def _error_body(response: httpx.Response) -> dict[str, Any]:
@@ -73,7 +73,9 @@ def classify_response(response: httpx.Response) -> ConnectorError | None:
     body = _error_body(response)
     errcode = str(body.get("errcode", ""))
     where = f"{response.request.method} {redact_url(response.request.url)}"
-    detail = f"{where} answered {status} {errcode or 'without errcode'}: {body.get('error', '')}".rstrip(": ")
+    detail = f"{where} returned HTTP {status} {errcode or 'without errcode'}: {body.get('error', '')}".rstrip(
+        ": "
+    )
 
     if status == 429 or errcode == "M_LIMIT_EXCEEDED":
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -144,7 +146,7 @@ class MatrixClient:
         """Send an authenticated request to the client-server API and return its JSON object."""
         payload = await self.request_json(method, path, params=params, body=body)
         if not isinstance(payload, dict):
-            raise SourceDataError(f"{method} {path} answered JSON that is not an object")
+            raise SourceDataError(f"{method} {path} returned JSON that is not an object")
         return payload
 
     async def request_json(
@@ -157,7 +159,7 @@ class MatrixClient:
     ) -> Any:
         """Send an authenticated request and return its JSON value, whatever its type.
 
-        An ``M_UNKNOWN_TOKEN`` answer gets one repair attempt, then the request
+        An ``M_UNKNOWN_TOKEN`` response gets one repair attempt, then the request
         is sent once more; a second ``M_UNKNOWN_TOKEN`` is final.
         """
         if self._access_token is None:
@@ -185,7 +187,7 @@ class MatrixClient:
         try:
             return response.json()
         except ValueError as exc:
-            raise SourceDataError(f"{method} {redact_url(request.url)} answered invalid JSON") from exc
+            raise SourceDataError(f"{method} {redact_url(request.url)} returned invalid JSON") from exc
 
     async def _repair(self, error: UnknownToken) -> None:
         kind = "soft logout" if error.soft_logout else "token revoked"
@@ -287,7 +289,7 @@ class MatrixClient:
         """Return the room's current state events."""
         answer = await self.request_json("GET", f"/rooms/{_segment(room_id)}/state")
         if not isinstance(answer, list):
-            raise SourceDataError(f"GET /rooms/{room_id}/state answered JSON that is not an array")
+            raise SourceDataError(f"GET /rooms/{room_id}/state returned JSON that is not an array")
         return [event for event in answer if isinstance(event, dict)]
 
     async def joined_rooms(self) -> list[str]:
@@ -322,5 +324,5 @@ def _segment(value: str) -> str:
 def _required(answer: Any, key: str, endpoint: str) -> str:
     value = answer.get(key) if isinstance(answer, dict) else None
     if not isinstance(value, str) or not value:
-        raise SourceDataError(f"{endpoint} answered without {key!r}")
+        raise SourceDataError(f"{endpoint} returned no {key!r}")
     return value

@@ -83,7 +83,7 @@ def _pages(records: Sequence[SourceRecord], cursor: str | None, next_batch: str,
 def _next_batch(response: Mapping[str, Any]) -> str:
     value = response.get("next_batch")
     if not isinstance(value, str) or not value:
-        raise SourceDataError("/sync answered without next_batch")
+        raise SourceDataError("/sync returned no next_batch")
     return value
 
 

@@ -6,10 +6,11 @@ a message is the event id of its original ``m.room.message`` or
 own: they change the message they point at.
 
 Raw records are stripped of what changes without the record changing, so
-content hashes stay stable: ``unsigned`` keeps only the applied replacement
-(``m.relations.m.replace``) and the redaction (``redacted_because``), and
-drops ``age``, ``transaction_id``, ``membership``, ``redacted_by`` and the
-thread summary (which changes with every reply in the thread). Every raw
+content hashes stay stable. In ``unsigned`` only the applied replacement
+(``m.relations.m.replace``) and the redaction (``redacted_because``) are
+kept. Dropped are ``age``, ``transaction_id``, ``membership``,
+``redacted_by`` and the thread summary, which changes with every reply in
+the thread. Every raw
 event carries its ``room_id``, which ``/sync`` leaves out and
 ``/rooms/{roomId}/event/{eventId}`` includes, so both give the same record.
 """
@@ -122,9 +123,9 @@ def latest_event(*events: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
 
 def normalize_event(event: Mapping[str, Any], room_id: str) -> dict[str, Any]:
     """Keep an event's protocol fields and its stable ``unsigned`` parts, with its room id."""
-    kept: dict[str, Any] = {key: event[key] for key in _EVENT_KEYS if key in event}
-    kept["room_id"] = room_id
-    return kept
+    normalized: dict[str, Any] = {key: event[key] for key in _EVENT_KEYS if key in event}
+    normalized["room_id"] = room_id
+    return normalized
 
 
 def _raw_message(
@@ -178,11 +179,11 @@ def map_message(
     deleted = redaction is not None
     encrypted = event.get("type") == "m.room.encrypted"
 
-    shown = content_of(event)
+    displayed = content_of(event)
     if replacement is not None and not deleted:
         new_content = content_of(replacement).get("m.new_content")
         if isinstance(new_content, dict):
-            shown = new_content
+            displayed = new_content
 
     body: str | None = None
     html: str | None = None
@@ -192,10 +193,12 @@ def map_message(
     elif encrypted:
         kind = "other"
     else:
-        body = shown.get("body") if isinstance(shown.get("body"), str) else None
-        if shown.get("format") == "org.matrix.custom.html" and isinstance(shown.get("formatted_body"), str):
-            html = shown["formatted_body"]
-        kind = _KINDS.get(str(shown.get("msgtype")), "other")
+        body = displayed.get("body") if isinstance(displayed.get("body"), str) else None
+        if displayed.get("format") == "org.matrix.custom.html" and isinstance(
+            displayed.get("formatted_body"), str
+        ):
+            html = displayed["formatted_body"]
+        kind = _KINDS.get(str(displayed.get("msgtype")), "other")
 
     # Relations come from the original's content: a replacement cannot change them.
     relation = relation_of(event)
@@ -260,9 +263,9 @@ def map_conversation(
 ) -> SourceRecord:
     """Map a room's current state to a conversation.
 
-    ``direct`` comes from the user's ``m.direct`` account data; a member
-    event flagged ``is_direct`` (set by the inviter of a direct chat) also
-    makes the room direct.
+    ``direct`` comes from the user's ``m.direct`` account data. A member
+    event flagged ``is_direct``, which the inviter of a direct chat sets,
+    also makes the room direct.
     """
 
     def text(event_type: str, key: str) -> str | None:

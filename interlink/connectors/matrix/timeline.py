@@ -1,11 +1,11 @@
 """Reading messages: one filtered ``/sync``, back-filled through ``/rooms/{roomId}/messages``.
 
 A read makes one ``/sync`` call from the stored ``next_batch`` (or none, on a
-first or full read). Each joined room's timeline is read newest first; when
+first or full read). Each joined room's timeline is read newest first. When
 the server marks it ``limited``, the gap is back-filled from its
-``prev_batch`` down to the previous ``next_batch`` (incremental read) or down
-to the start of the historical window (first or full read), so no message
-is skipped. Reading newest first means an edit or a redaction is always
+``prev_batch``, so no message is skipped. An incremental read back-fills
+down to the previous ``next_batch``, and a first or full read down to the
+start of the historical window. Reading newest first means an edit or a redaction is always
 seen before the message it changes; messages changed by events of this read
 but not read themselves are fetched with ``/rooms/{roomId}/event/{eventId}``
 at the end of their room.
@@ -70,7 +70,7 @@ BACKFILL_FILTER: dict[str, Any] = {"types": TIMELINE_TYPES, "lazy_load_members":
 
 @dataclass
 class RoomPass:
-    """What one read learned about one room: edits and redactions waiting for their messages."""
+    """The state of one room during one read: messages read, and edits and redactions waiting for theirs."""
 
     connection_id: str
     room_id: str
@@ -237,7 +237,7 @@ class MessageReader:
 def _next_batch(response: Mapping[str, Any]) -> str:
     value = response.get("next_batch")
     if not isinstance(value, str) or not value:
-        raise SourceDataError("/sync answered without next_batch")
+        raise SourceDataError("/sync returned no next_batch")
     return value
 
 
