@@ -271,6 +271,9 @@ class MaximoReader:
         high: str | None = state.hwm
         seen: set[str] = set()
         order = f"+changedate,+{spec.id_attribute}"
+        # NOTE: pageno paging is offset-based. A record that changes during the read moves
+        # to the end, shifting the rest by one, so another record can be missed; it is read
+        # again only if its changedate is within the lookback of the next read's mark.
         pending: list[SourceRecord] | None = None
         async for members in self.client.pages(spec.structure, self._params(where, order)):
             records = [self._record(raw) for raw in members]
