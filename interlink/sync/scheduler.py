@@ -452,14 +452,22 @@ class Scheduler:
                 next_full_at = _next_full_in_step(
                     None, capabilities, settings, connection_id, now=now, rng=self._rng
                 )
-                await insert_schedule(
-                    db,
-                    connection_id=connection_id,
-                    entity=entity,
-                    next_incremental_at=now,
-                    next_full_at=next_full_at,
-                    now=now,
-                )
+                try:
+                    async with db.begin_nested():
+                        await insert_schedule(
+                            db,
+                            connection_id=connection_id,
+                            entity=entity,
+                            next_incremental_at=now,
+                            next_full_at=next_full_at,
+                            now=now,
+                        )
+                except IntegrityError:
+                    # A settings change through the API created it since the read.
+                    logger.debug(
+                        "sync.schedule.create_skipped connection_id=%s entity=%s", connection_id, entity
+                    )
+                    continue
                 logger.info("sync.schedule.created connection_id=%s entity=%s", connection_id, entity)
 
     def wake(self) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +22,12 @@ from interlink.sync.engine import SyncEngine
 from interlink.sync.scheduler import Scheduler, latest_next_due
 from tests.scheduler.conftest import ENTITIES, T0, Clock, finish_all
 from tests.support.memory_source import lookup_for
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """SQLite only: these tests are about the HTTP layer, and the store tests beside them run on both."""
+    return f"sqlite:///{tmp_path / 'interlink.sqlite3'}"
 
 
 @pytest.fixture
