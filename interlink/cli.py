@@ -21,6 +21,7 @@ from interlink.errors import InterlinkError
 from interlink.logs import configure_logging
 from interlink.model import ConnectionSettings
 from interlink.runtime import Runtime
+from interlink.secrets_rotation import KeyRing, RotationReport, RotationStatus, rotate_all, rotation_status
 from interlink.settings import Settings
 from interlink.store.api_keys import insert_api_key, list_api_keys, revoke_api_key
 from interlink.store.connections import get_connection, list_connections
@@ -31,8 +32,12 @@ from interlink.sync.requests import request_syncs
 app = typer.Typer(help="Interlink: one API for ERP, maintenance and chat systems.", no_args_is_help=True)
 connections_app = typer.Typer(help="Create and list connections.", no_args_is_help=True)
 api_keys_app = typer.Typer(help="Create, list and revoke operator API keys.", no_args_is_help=True)
+secret_key_app = typer.Typer(
+    help="Without a command: print a new Fernet key. With one: check or run a key rotation."
+)
 app.add_typer(connections_app, name="connections")
 app.add_typer(api_keys_app, name="api-keys")
+app.add_typer(secret_key_app, name="secret-key")
 
 stderr = Console(stderr=True)
 
@@ -93,10 +98,70 @@ def migrate() -> None:
     stderr.print("database is up to date")
 
 
-@app.command("secret-key")
-def secret_key() -> None:
-    """Print a new Fernet key for INTERLINK_SECRET_KEY."""
-    typer.echo(generate_secret_key())
+@secret_key_app.callback(invoke_without_command=True)
+def secret_key(context: typer.Context) -> None:
+    """Print a new Fernet key for INTERLINK_SECRET_KEY, or check and run a key rotation."""
+    if context.invoked_subcommand is None:
+        typer.echo(generate_secret_key())
+
+
+@secret_key_app.command("status")
+def secret_key_status() -> None:
+    """Count the stored secrets per key; exit 1 while a value still needs a key after the first."""
+    settings = _settings()
+    runtime = _runtime(settings, workers=False)
+
+    async def run() -> RotationStatus:
+        try:
+            await runtime.start()
+            return await rotation_status(runtime.db, KeyRing(settings.secret_key))
+        finally:
+            await runtime.stop()
+
+    status = asyncio.run(run())
+    positions = [f"key {number}" for number in range(1, len(status.per_key()) + 1)]
+    table = Table("column", *positions, "unreadable")
+    for column in status.columns:
+        table.add_row(column.column, *(str(count) for count in column.per_key), str(column.unreadable))
+    _stdout().print(table)
+    if status.unreadable:
+        raise _fail(
+            f"{status.unreadable} stored values cannot be decrypted with any key. "
+            "Add the key that encrypted them to INTERLINK_SECRET_KEY"
+        )
+    if status.under_older_keys:
+        raise _fail(
+            f"{status.under_older_keys} stored values still need a key after the first. "
+            "Run `interlink secret-key rotate` or let a running server finish its rotation"
+        )
+    if len(status.per_key()) > 1:
+        stderr.print("every stored secret uses the first key, so the keys after it can be removed")
+    else:
+        stderr.print("every stored secret uses the configured key")
+
+
+@secret_key_app.command("rotate")
+def secret_key_rotate(
+    batch_size: Annotated[int, typer.Option(min=1, help="Values re-encrypted per transaction.")] = 100,
+) -> None:
+    """Re-encrypt every stored secret with the first key of INTERLINK_SECRET_KEY."""
+    settings = _settings()
+    runtime = _runtime(settings, workers=False)
+
+    async def run() -> RotationReport:
+        try:
+            await runtime.start()
+            return await rotate_all(runtime.db, KeyRing(settings.secret_key), batch_size=batch_size)
+        finally:
+            await runtime.stop()
+
+    report = asyncio.run(run())
+    stderr.print(f"re-encrypted {report.rotated} of {report.scanned} stored secrets")
+    if report.unreadable:
+        raise _fail(
+            f"{report.unreadable} stored values cannot be decrypted with any key. "
+            "Add the key that encrypted them to INTERLINK_SECRET_KEY"
+        )
 
 
 @app.command()

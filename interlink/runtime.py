@@ -13,6 +13,7 @@ from interlink.api.services import Services
 from interlink.connectors.http import create_client
 from interlink.crypto import CredentialBox
 from interlink.health import HealthMonitor
+from interlink.secrets_rotation import SecretRotation
 from interlink.settings import Settings
 from interlink.store import Database
 from interlink.store.migrate import upgrade
@@ -39,6 +40,7 @@ class Runtime:
     reaper: Reaper = field(init=False)
     scheduler: Scheduler = field(init=False)
     health: HealthMonitor = field(init=False)
+    secret_rotation: SecretRotation = field(init=False)
 
     def __post_init__(self) -> None:
         self.db = Database(self.settings.database_url)
@@ -58,6 +60,7 @@ class Runtime:
         self.health = HealthMonitor(
             self.db, self.credentials, clock=self.clock, http_factory=self.http_factory
         )
+        self.secret_rotation = SecretRotation(self.db, self.settings.secret_key)
 
     def services(self) -> Services:
         return Services(
@@ -79,6 +82,7 @@ class Runtime:
             self.webhooks.start()
             self.scheduler.start()
             self.health.start()
+            self.secret_rotation.start()
         logger.info(
             "runtime.started workers=%s database=%s",
             self.workers,
@@ -86,6 +90,7 @@ class Runtime:
         )
 
     async def stop(self) -> None:
+        await self.secret_rotation.stop()
         await self.health.stop()
         await self.scheduler.stop()
         await self.reaper.stop()
