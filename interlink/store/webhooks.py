@@ -404,23 +404,48 @@ async def claim_delivery(
     return result.first() is not None
 
 
-async def load_delivery(
-    connection: AsyncConnection, delivery_id: str
-) -> tuple[DeliveryRow, Event, EndpointRow] | None:
-    """Return a delivery with its event and endpoint, or ``None`` when any of them is gone."""
-    delivery_row = (
-        (await connection.execute(select(deliveries).where(deliveries.c.id == delivery_id)))
-        .mappings()
-        .first()
+@dataclass(frozen=True)
+class DeliveryJob:
+    """A delivery with the event to send and the endpoint to send it to."""
+
+    delivery: DeliveryRow
+    event: Event
+    endpoint: EndpointRow
+
+
+def _labelled(table: Any, prefix: str) -> list[Any]:
+    return [column.label(f"{prefix}{column.name}") for column in table.columns]
+
+
+def _unprefixed(row: Any, prefix: str) -> dict[str, Any]:
+    return {key.removeprefix(prefix): value for key, value in row.items() if key.startswith(prefix)}
+
+
+async def load_deliveries(connection: AsyncConnection, delivery_ids: Sequence[str]) -> dict[str, DeliveryJob]:
+    """Return the deliveries with their events and endpoints, by id, in one query.
+
+    A delivery whose event or endpoint is gone is left out.
+    """
+    if not delivery_ids:
+        return {}
+    query = (
+        select(*_labelled(deliveries, "d_"), *_labelled(events, "e_"), *_labelled(webhook_endpoints, "w_"))
+        .join(events, events.c.id == deliveries.c.event_id)
+        .join(webhook_endpoints, webhook_endpoints.c.id == deliveries.c.endpoint_id)
+        .where(deliveries.c.id.in_(list(delivery_ids)))
     )
-    if delivery_row is None:
-        return None
-    delivery = _delivery(delivery_row)
-    event = await get_event(connection, delivery.event_id)
-    endpoint = await get_endpoint(connection, delivery.endpoint_id)
-    if event is None or endpoint is None:
-        return None
-    return delivery, event, endpoint
+    jobs: dict[str, DeliveryJob] = {}
+    for row in (await connection.execute(query)).mappings():
+        delivery = _delivery(_unprefixed(row, "d_"))
+        jobs[delivery.id] = DeliveryJob(
+            delivery, _event(_unprefixed(row, "e_")), _endpoint(_unprefixed(row, "w_"))
+        )
+    return jobs
+
+
+async def load_delivery(connection: AsyncConnection, delivery_id: str) -> DeliveryJob | None:
+    """Return a delivery with its event and endpoint, or ``None`` when any of them is gone."""
+    return (await load_deliveries(connection, [delivery_id])).get(delivery_id)
 
 
 async def finish_attempt(

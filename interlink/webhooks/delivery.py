@@ -36,6 +36,7 @@ from interlink.crypto import CredentialBox
 from interlink.store import Database
 from interlink.store.events import Event
 from interlink.store.webhooks import (
+    DeliveryJob,
     DeliveryRow,
     EndpointRow,
     claim_delivery,
@@ -48,6 +49,7 @@ from interlink.store.webhooks import (
     release_delivery,
 )
 from interlink.webhooks.endpoints import signing_secrets
+from interlink.webhooks.group_commit import GroupCommit
 from interlink.webhooks.retry import RetrySchedule
 from interlink.webhooks.signing import message_body, signed_headers
 from interlink.webhooks.transport import DELIVERY_TIMEOUT_SECONDS, create_delivery_client
@@ -138,6 +140,8 @@ class WebhookDeliverer:
         self.disable_after = disable_after
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.rng = rng or random.Random()
+        # Outcomes of deliveries finishing together are committed in one transaction.
+        self._writes: GroupCommit[bool] = GroupCommit(db)
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -151,21 +155,24 @@ class WebhookDeliverer:
         _ = self.client
 
     async def aclose(self) -> None:
+        await self._writes.wait_closed()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
 
-    async def deliver(self, delivery_id: str) -> DeliveryOutcome | None:
+    async def deliver(self, delivery_id: str, *, job: DeliveryJob | None = None) -> DeliveryOutcome | None:
         """Send one attempt of a due delivery; return its outcome, or ``None`` when it was not ours to send.
 
         Not ours: the delivery is finished, not due yet, gone with its
-        endpoint, or leased by another live worker.
+        endpoint, or leased by another live worker. ``job`` is the delivery
+        as loaded when this worker leased it (``DeliveryWorker`` loads a batch
+        at once); without it the delivery is loaded here.
         """
-        claimed = await self._claim(delivery_id)
+        claimed = await self._claim(delivery_id, job)
         if claimed is None:
             logger.debug("webhook.delivery.skipped delivery_id=%s", delivery_id)
             return None
-        delivery, event, endpoint = claimed
+        delivery, event, endpoint = claimed.delivery, claimed.event, claimed.endpoint
         if endpoint.status != "enabled":
             return await self._release_disabled(delivery, endpoint)
 
@@ -173,18 +180,19 @@ class WebhookDeliverer:
         result = await self._send(event, endpoint)
         return await self._finish(delivery, endpoint, attempt, result)
 
-    async def _claim(self, delivery_id: str) -> tuple[DeliveryRow, Event, EndpointRow] | None:
-        """Load the delivery and make sure this worker holds its lease.
+    async def _claim(self, delivery_id: str, job: DeliveryJob | None) -> DeliveryJob | None:
+        """Load the delivery unless given, and make sure this worker holds its lease.
 
         A delivery leased to this worker by ``claim_due_deliveries`` needs no
         second write; any other due delivery is claimed here.
         """
         now = self.clock()
-        async with self.db.read() as connection:
-            loaded = await load_delivery(connection, delivery_id)
-        if loaded is None or loaded[0].status != "pending":
+        if job is None or job.delivery.id != delivery_id:
+            async with self.db.read() as connection:
+                job = await load_delivery(connection, delivery_id)
+        if job is None or job.delivery.status != "pending":
             return None
-        delivery = loaded[0]
+        delivery = job.delivery
         leased_to_us = (
             delivery.lease_owner == self.owner
             and delivery.lease_expires_at is not None
@@ -196,7 +204,7 @@ class WebhookDeliverer:
                     connection, delivery_id, owner=self.owner, now=now, lease_until=now + self.lease
                 ):
                     return None
-        return loaded
+        return job
 
     async def _send(self, event: Event, endpoint: EndpointRow) -> AttemptResult:
         body = message_body(event)
@@ -248,7 +256,7 @@ class WebhookDeliverer:
             )
             status = "pending" if next_attempt_at is not None else "failed"
 
-        async with self.db.write() as connection:
+        async def write(connection: AsyncConnection) -> bool:
             await record_attempt(
                 connection,
                 delivery,
@@ -271,9 +279,10 @@ class WebhookDeliverer:
                 now=now,
             )
             if not owned:
-                logger.warning("webhook.delivery.lease_lost delivery_id=%s", delivery.id)
-            elif result.succeeded:
-                await note_endpoint_success(connection, endpoint.id)
+                return False
+            if result.succeeded:
+                if endpoint.failing_since is not None:
+                    await note_endpoint_success(connection, endpoint.id)
             elif endpoint_gone:
                 await self._disable(
                     connection, endpoint, "endpoint_gone", "the endpoint answered 410 Gone", now
@@ -283,7 +292,10 @@ class WebhookDeliverer:
                 if now - failing_since >= self.disable_after:
                     detail = f"every attempt failed since {failing_since.isoformat()}"
                     await self._disable(connection, endpoint, "failing", detail, now)
+            return True
 
+        if not await self._writes.run(write):
+            logger.warning("webhook.delivery.lease_lost delivery_id=%s", delivery.id)
         self._log(delivery, endpoint, attempt, status, result, next_attempt_at)
         return DeliveryOutcome(
             delivery.id, status, attempt, result.status_code, result.error, next_attempt_at

@@ -23,7 +23,7 @@ from typing import Protocol
 from interlink.crypto import CredentialBox
 from interlink.settings import Settings
 from interlink.store import Database
-from interlink.store.webhooks import claim_due_deliveries, due_delivery_exists
+from interlink.store.webhooks import DeliveryJob, claim_due_deliveries, due_delivery_exists, load_deliveries
 from interlink.webhooks import wakeup
 from interlink.webhooks.delivery import Clock, WebhookDeliverer, utcnow
 from interlink.webhooks.fanout import fan_out
@@ -58,7 +58,7 @@ class DeliveryWorker:
         self.clock = clock
         self.concurrency = concurrency
         self.poll_interval = poll_interval
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, DeliveryJob | None]] = asyncio.Queue()
         self._in_flight: set[str] = set()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -110,11 +110,11 @@ class DeliveryWorker:
             return
         self._loop.call_soon_threadsafe(self._wake.set)
 
-    async def dispatch(self, delivery_id: str) -> None:
+    async def dispatch(self, delivery_id: str, job: DeliveryJob | None = None) -> None:
         if delivery_id in self._in_flight:
             return
         self._in_flight.add(delivery_id)
-        self._queue.put_nowait(delivery_id)
+        self._queue.put_nowait((delivery_id, job))
 
     async def run_once(self) -> int:
         """Fan out new events and dispatch the due deliveries this process has room for; return how many."""
@@ -134,9 +134,10 @@ class DeliveryWorker:
                 lease_until=now + self.deliverer.lease,
                 limit=room,
             )
+            jobs = await load_deliveries(connection, claimed)
         self._backlog = len(claimed) == room
         for delivery_id in claimed:
-            await self.dispatch(delivery_id)
+            await self.dispatch(delivery_id, jobs.get(delivery_id))
         return len(claimed)
 
     async def wait_idle(self) -> None:
@@ -156,9 +157,9 @@ class DeliveryWorker:
 
     async def _send(self) -> None:
         while True:
-            delivery_id = await self._queue.get()
+            delivery_id, job = await self._queue.get()
             try:
-                await self.deliverer.deliver(delivery_id)
+                await self.deliverer.deliver(delivery_id, job=job)
             except Exception:
                 logger.exception("webhook.delivery.crashed delivery_id=%s", delivery_id)
             finally:
