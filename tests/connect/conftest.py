@@ -20,13 +20,12 @@ import httpx
 import pytest
 
 from interlink.connectors import dynamics_bc
-from interlink.connectors.dynamics_bc.client import Tuning
-from interlink.connectors.http import RetryPolicy
 from interlink.crypto import generate_token, hash_token
 from interlink.runtime import Runtime
 from interlink.sandbox.dynamics_bc import SandboxCredentials, create_app
 from interlink.settings import Settings
 from interlink.store.api_keys import insert_api_key
+from tests.connect.tuning import FAST_TUNING
 from tests.connect.vendor import VendorApp, vendor_app
 from tests.support.sandbox_server import RunningServer, serve
 
@@ -41,11 +40,6 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-FAST_TUNING = Tuning(
-    retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, max_total_wait=2.0),
-    page_size=20,
-    request_timeout=5.0,
-)
 
 
 @dataclass
@@ -93,6 +87,9 @@ class BusinessCentral:
             "authorize_url": f"{self.base_url}/{{tenant_id}}/oauth2/v2.0/authorize",
             "token_url": f"{self.base_url}/{{tenant_id}}/oauth2/v2.0/token",
         }
+
+    def arm(self, **fault: Any) -> None:
+        httpx.post(f"{self.base_url}/_sandbox/faults", json=fault).raise_for_status()
 
     def token_requests(self, grant_type: str) -> int:
         response = httpx.get(f"{self.base_url}/_sandbox/oauth/stats")
