@@ -17,7 +17,7 @@ from interlink.crypto import generate_secret_key
 from interlink.runtime import Runtime
 from interlink.settings import Settings
 
-pytest_plugins = ["tests.log_capture"]
+pytest_plugins = ["tests.log_capture", "tests.support.tryton_fixtures"]
 
 POSTGRES_URL = os.environ.get("INTERLINK_TEST_POSTGRES_URL")
 

@@ -1,4 +1,4 @@
-"""A real Tryton 8.2 server for the whole test session, with a fresh seeded database per test.
+"""Pytest plugin: a real Tryton 8.2 server for the whole test session, with a fresh database per test.
 
 The seeded template takes about 40 s to build. It is kept in
 ``INTERLINK_TRYTON_TEMPLATE_DIR`` (default ``~/.cache/interlink/tryton-template``)
@@ -44,7 +44,12 @@ def tryton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrytonSe
     directory = Path(configured) if configured else Path.home() / ".cache" / "interlink" / "tryton-template"
     template = prepare_template(directory, purchases=PURCHASES, admin_password=ADMIN_PASSWORD)
     server = TrytonServer.with_copies(
-        template, tmp_path_factory.mktemp("tryton"), admin_password=ADMIN_PASSWORD, copies=COPIES
+        template,
+        tmp_path_factory.mktemp("tryton"),
+        admin_password=ADMIN_PASSWORD,
+        copies=COPIES,
+        # trytond loads every database at start, about 0.6 s each on an idle 2-core machine.
+        startup_timeout=300.0,
     )
     with server:
         yield server

@@ -13,7 +13,7 @@ from interlink.crypto import generate_token, hash_token
 from interlink.runtime import Runtime
 from interlink.store.api_keys import insert_api_key
 from interlink.sync.requests import request_syncs
-from tests.tryton.conftest import TrytonDatabase, acquire
+from tests.support.tryton_fixtures import TrytonDatabase, acquire
 
 pytestmark = pytest.mark.tryton
 

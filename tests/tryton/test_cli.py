@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from interlink.crypto import generate_secret_key
-from tests.tryton.conftest import TrytonDatabase
+from tests.support.tryton_fixtures import TrytonDatabase
 
 pytestmark = pytest.mark.tryton
 

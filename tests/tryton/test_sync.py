@@ -17,7 +17,7 @@ from interlink.store.runs import RunRow
 from interlink.sync.engine import SyncEngine
 from interlink.sync.requests import request_syncs
 from tests.support.tryton_admin import PurchaseLineInput
-from tests.tryton.conftest import TrytonDatabase, connect
+from tests.support.tryton_fixtures import TrytonDatabase, connect
 
 pytestmark = pytest.mark.tryton
 
