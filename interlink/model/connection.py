@@ -25,6 +25,7 @@ class ConnectionSettings(UnifiedModel):
     )
     entities: list[str] | None = Field(
         default=None,
+        min_length=1,
         description="Entities to sync (snake_case); null means every entity the integration reads.",
     )
     history_days: int = Field(
