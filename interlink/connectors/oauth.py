@@ -457,6 +457,9 @@ def use_refresh_coordinator(coordinator: RefreshCoordinator | None) -> None:
     ``None`` restores the in-process default. Processes that share a database
     install ``interlink.store.oauth.DatabaseRefreshCoordinator`` so that their
     refreshes exclude each other too.
+
+    NOTE: ``interlink.runtime.Runtime`` does not install it yet, so refreshes
+    are single-flight within a process but not across processes until it does.
     """
     global _coordinator
     _coordinator = coordinator or LocalRefreshCoordinator()
