@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -448,43 +448,100 @@ async def load_delivery(connection: AsyncConnection, delivery_id: str) -> Delive
     return (await load_deliveries(connection, [delivery_id])).get(delivery_id)
 
 
-async def finish_attempt(
-    connection: AsyncConnection,
-    delivery: DeliveryRow,
-    *,
-    owner: str,
-    status: str,
-    next_attempt_at: datetime,
-    status_code: int | None,
-    error: str | None,
-    now: datetime,
-) -> bool:
-    """Store the outcome of an attempt and release the lease, if ``owner`` still holds it.
+@dataclass(frozen=True)
+class FinishedAttempt:
+    """One HTTP attempt of a delivery and the state it leaves the delivery in."""
 
-    Returns whether it did; a worker whose lease expired and was taken over
-    writes nothing here.
-    """
-    result = await connection.execute(
-        update(deliveries)
-        .where(
-            deliveries.c.id == delivery.id,
-            deliveries.c.lease_owner == owner,
-            deliveries.c.status == "pending",
-        )
-        .values(
-            status=status,
-            attempts=deliveries.c.attempts + 1,
-            next_attempt_at=next_attempt_at,
-            last_status_code=status_code,
-            last_error=error,
-            updated_at=now,
-            finished_at=now if status != "pending" else None,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-        .returning(deliveries.c.id)
+    delivery: DeliveryRow
+    attempt: int
+    attempted_at: datetime
+    # The delivery's new status: pending (a retry is scheduled), succeeded or failed.
+    status: str
+    next_attempt_at: datetime | None
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    succeeded: bool
+
+
+_FINISH_STATEMENT = (
+    update(deliveries)
+    .where(
+        deliveries.c.id == bindparam("b_id"),
+        deliveries.c.lease_owner == bindparam("b_owner"),
+        deliveries.c.status == "pending",
     )
-    return result.first() is not None
+    .values(
+        status=bindparam("b_status"),
+        attempts=deliveries.c.attempts + 1,
+        next_attempt_at=bindparam("b_next_attempt_at"),
+        last_status_code=bindparam("b_status_code"),
+        last_error=bindparam("b_error"),
+        updated_at=bindparam("b_now"),
+        finished_at=bindparam("b_finished_at"),
+        lease_owner=None,
+        lease_expires_at=None,
+    )
+)
+
+
+# NOTE: nothing prunes finished deliveries or the attempt log yet; both grow with every event sent.
+async def finish_attempts(
+    connection: AsyncConnection, finished: Sequence[FinishedAttempt], *, owner: str, now: datetime
+) -> list[bool]:
+    """Log every attempt, and store each delivery's new state and release its lease if ``owner`` holds it.
+
+    Returns, per attempt, whether ``owner`` still held the lease. A worker
+    whose lease expired and was taken over only adds its attempt to the log.
+    The statements are executed once per batch, not once per attempt.
+    """
+    if not finished:
+        return []
+    held = select(deliveries.c.id).where(
+        deliveries.c.id.in_([item.delivery.id for item in finished]),
+        deliveries.c.lease_owner == owner,
+        deliveries.c.status == "pending",
+    )
+    if connection.dialect.name == "postgresql":
+        held = held.with_for_update()
+    owned = {str(value) for value in (await connection.execute(held)).scalars()}
+
+    await connection.execute(
+        insert(delivery_attempts),
+        [
+            {
+                "id": new_id("att"),
+                "delivery_id": item.delivery.id,
+                "endpoint_id": item.delivery.endpoint_id,
+                "event_id": item.delivery.event_id,
+                "attempt": item.attempt,
+                "attempted_at": item.attempted_at,
+                "status_code": item.status_code,
+                "latency_ms": item.latency_ms,
+                "error": item.error[:300] if item.error else None,
+                "succeeded": item.succeeded,
+                "next_attempt_at": item.next_attempt_at,
+            }
+            for item in finished
+        ],
+    )
+    updates = [
+        {
+            "b_id": item.delivery.id,
+            "b_owner": owner,
+            "b_status": item.status,
+            "b_next_attempt_at": item.next_attempt_at or now,
+            "b_status_code": item.status_code,
+            "b_error": item.error,
+            "b_now": now,
+            "b_finished_at": now if item.status != "pending" else None,
+        }
+        for item in finished
+        if item.delivery.id in owned
+    ]
+    if updates:
+        await connection.execute(_FINISH_STATEMENT, updates)
+    return [item.delivery.id in owned for item in finished]
 
 
 async def release_delivery(
@@ -501,36 +558,6 @@ async def release_delivery(
             finished_at=now,
             lease_owner=None,
             lease_expires_at=None,
-        )
-    )
-
-
-# NOTE: nothing prunes finished deliveries or the attempt log yet; both grow with every event sent.
-async def record_attempt(
-    connection: AsyncConnection,
-    delivery: DeliveryRow,
-    *,
-    attempt: int,
-    attempted_at: datetime,
-    status_code: int | None,
-    latency_ms: int,
-    error: str | None,
-    succeeded: bool,
-    next_attempt_at: datetime | None,
-) -> None:
-    await connection.execute(
-        insert(delivery_attempts).values(
-            id=new_id("att"),
-            delivery_id=delivery.id,
-            endpoint_id=delivery.endpoint_id,
-            event_id=delivery.event_id,
-            attempt=attempt,
-            attempted_at=attempted_at,
-            status_code=status_code,
-            latency_ms=latency_ms,
-            error=error[:300] if error else None,
-            succeeded=succeeded,
-            next_attempt_at=next_attempt_at,
         )
     )
 

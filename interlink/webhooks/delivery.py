@@ -7,7 +7,7 @@ that dies mid-send leaves a lease that expires, and then the delivery is
 sent again. Every attempt is signed anew with a fresh ``webhook-timestamp`` over
 the same ``webhook-id`` (the event id) and the same body bytes.
 
-Outcomes: a 2xx answer within the timeout succeeds. 410 Gone disables the
+Outcomes: a 2xx response within the timeout succeeds. 410 Gone disables the
 endpoint. Anything else (another status, a timeout, a connection or TLS
 error, a rejected address) is retried on the ``RetrySchedule``, no sooner
 than the receiver's ``Retry-After``, and the delivery fails after the last
@@ -24,7 +24,7 @@ import random
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -39,13 +39,13 @@ from interlink.store.webhooks import (
     DeliveryJob,
     DeliveryRow,
     EndpointRow,
+    FinishedAttempt,
     claim_delivery,
     disable_endpoint,
-    finish_attempt,
+    finish_attempts,
     load_delivery,
     note_endpoint_failure,
     note_endpoint_success,
-    record_attempt,
     release_delivery,
 )
 from interlink.webhooks.endpoints import signing_secrets
@@ -84,6 +84,12 @@ class AttemptResult:
     @property
     def succeeded(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    finished: FinishedAttempt
+    endpoint: EndpointRow
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ class WebhookDeliverer:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.rng = rng or random.Random()
         # Outcomes of deliveries finishing together are committed in one transaction.
-        self._writes: GroupCommit[bool] = GroupCommit(db)
+        self._outcomes: GroupCommit[_Outcome, bool] = GroupCommit(db, self._write_outcomes)
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -155,7 +161,7 @@ class WebhookDeliverer:
         _ = self.client
 
     async def aclose(self) -> None:
-        await self._writes.wait_closed()
+        await self._outcomes.wait_closed()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -256,50 +262,49 @@ class WebhookDeliverer:
             )
             status = "pending" if next_attempt_at is not None else "failed"
 
-        async def write(connection: AsyncConnection) -> bool:
-            await record_attempt(
-                connection,
-                delivery,
-                attempt=attempt,
-                attempted_at=now,
-                status_code=result.status_code,
-                latency_ms=result.latency_ms,
-                error=result.error,
-                succeeded=result.succeeded,
-                next_attempt_at=next_attempt_at,
-            )
-            owned = await finish_attempt(
-                connection,
-                delivery,
-                owner=self.owner,
-                status=status,
-                next_attempt_at=next_attempt_at or now,
-                status_code=result.status_code,
-                error=result.error,
-                now=now,
-            )
-            if not owned:
-                return False
-            if result.succeeded:
-                if endpoint.failing_since is not None:
-                    await note_endpoint_success(connection, endpoint.id)
-            elif endpoint_gone:
-                await self._disable(
-                    connection, endpoint, "endpoint_gone", "the endpoint answered 410 Gone", now
-                )
-            else:
-                failing_since = await note_endpoint_failure(connection, endpoint.id, now=now)
-                if now - failing_since >= self.disable_after:
-                    detail = f"every attempt failed since {failing_since.isoformat()}"
-                    await self._disable(connection, endpoint, "failing", detail, now)
-            return True
-
-        if not await self._writes.run(write):
+        finished = FinishedAttempt(
+            delivery=delivery,
+            attempt=attempt,
+            attempted_at=now,
+            status=status,
+            next_attempt_at=next_attempt_at,
+            status_code=result.status_code,
+            latency_ms=result.latency_ms,
+            error=result.error,
+            succeeded=result.succeeded,
+        )
+        if not await self._outcomes.submit(_Outcome(finished, endpoint)):
             logger.warning("webhook.delivery.lease_lost delivery_id=%s", delivery.id)
         self._log(delivery, endpoint, attempt, status, result, next_attempt_at)
         return DeliveryOutcome(
             delivery.id, status, attempt, result.status_code, result.error, next_attempt_at
         )
+
+    async def _write_outcomes(self, connection: AsyncConnection, outcomes: Sequence[_Outcome]) -> list[bool]:
+        """Store a batch of attempt outcomes; return, per outcome, whether this worker held the lease."""
+        held = await finish_attempts(
+            connection, [outcome.finished for outcome in outcomes], owner=self.owner, now=self.clock()
+        )
+        for outcome, owned in zip(outcomes, held, strict=True):
+            if owned:
+                await self._update_endpoint_health(connection, outcome)
+        return held
+
+    async def _update_endpoint_health(self, connection: AsyncConnection, outcome: _Outcome) -> None:
+        """Track the endpoint's run of failures, and disable it on 410 Gone or after days of failures."""
+        endpoint, finished = outcome.endpoint, outcome.finished
+        if finished.succeeded:
+            if endpoint.failing_since is not None:
+                await note_endpoint_success(connection, endpoint.id)
+        elif finished.status_code == 410:
+            await self._disable(
+                connection, endpoint, "endpoint_gone", "the endpoint answered 410 Gone", finished.attempted_at
+            )
+        else:
+            failing_since = await note_endpoint_failure(connection, endpoint.id, now=finished.attempted_at)
+            if finished.attempted_at - failing_since >= self.disable_after:
+                detail = f"every attempt failed since {failing_since.isoformat()}"
+                await self._disable(connection, endpoint, "failing", detail, finished.attempted_at)
 
     async def _disable(
         self, connection: AsyncConnection, endpoint: EndpointRow, reason: str, detail: str, now: datetime

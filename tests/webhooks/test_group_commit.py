@@ -1,9 +1,9 @@
-"""Group commit: concurrent writes share transactions, and a failing write fails only its caller."""
+"""Group commit: concurrent writes share transactions, and a failing item fails only its caller."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 
 import pytest
 from sqlalchemy import event
@@ -13,24 +13,30 @@ from interlink.runtime import Runtime
 from interlink.store.events import append_event, list_events
 from interlink.webhooks.group_commit import GroupCommit
 
+FAILING = -1
 
-def writer(number: int, *, fail: bool = False) -> Callable[[AsyncConnection], Awaitable[int]]:
-    async def write(connection: AsyncConnection) -> int:
+
+async def write_numbers(connection: AsyncConnection, numbers: Sequence[int]) -> list[int]:
+    """Store each number as an event; a batch containing ``FAILING`` fails after writing."""
+    for number in numbers:
         await append_event(connection, "sync.completed", {"number": number})
-        if fail:
-            raise ValueError(f"write {number} failed on purpose")
-        return number
+    if FAILING in numbers:
+        raise ValueError("the batch contains the failing item")
+    return [number * 10 for number in numbers]
 
-    return write
+
+async def stored_numbers(runtime: Runtime) -> list[int]:
+    async with runtime.db.read() as db:
+        return sorted(row.data["number"] for row in await list_events(db, after=None, limit=1000))
 
 
 async def test_results_reach_their_callers(runtime: Runtime) -> None:
-    commits = GroupCommit[int](runtime.db)
-    results = await asyncio.gather(*(commits.run(writer(number)) for number in range(20)))
-    assert results == list(range(20))
+    commits = GroupCommit(runtime.db, write_numbers)
+    results = await asyncio.gather(*(commits.submit(number) for number in range(20)))
+    assert results == [number * 10 for number in range(20)]
 
 
-async def test_concurrent_writes_share_transactions(runtime: Runtime) -> None:
+async def test_concurrent_items_share_transactions(runtime: Runtime) -> None:
     begins: list[object] = []
     engine = runtime.db.engine.sync_engine
 
@@ -39,34 +45,32 @@ async def test_concurrent_writes_share_transactions(runtime: Runtime) -> None:
 
     event.listen(engine, "begin", listener)
     try:
-        commits = GroupCommit[int](runtime.db)
-        await asyncio.gather(*(commits.run(writer(number)) for number in range(20)))
+        commits = GroupCommit(runtime.db, write_numbers)
+        await asyncio.gather(*(commits.submit(number) for number in range(20)))
     finally:
         event.remove(engine, "begin", listener)
 
     assert 1 <= len(begins) < 20
-    async with runtime.db.read() as db:
-        assert len(await list_events(db, after=None, limit=100)) == 20
+    assert await stored_numbers(runtime) == list(range(20))
 
 
-async def test_failing_write_fails_only_its_caller(runtime: Runtime) -> None:
-    commits = GroupCommit[int](runtime.db)
-    outcomes = await asyncio.gather(
-        *(commits.run(writer(number, fail=number == 3)) for number in range(6)), return_exceptions=True
-    )
+async def test_failing_item_fails_only_its_caller(runtime: Runtime) -> None:
+    commits = GroupCommit(runtime.db, write_numbers)
+    items = [0, 1, FAILING, 3, 4]
+    outcomes = await asyncio.gather(*(commits.submit(item) for item in items), return_exceptions=True)
 
-    assert isinstance(outcomes[3], ValueError)
-    assert [outcome for index, outcome in enumerate(outcomes) if index != 3] == [0, 1, 2, 4, 5]
-    async with runtime.db.read() as db:
-        stored = sorted(row.data["number"] for row in await list_events(db, after=None, limit=100))
-    assert stored == [0, 1, 2, 4, 5]
+    assert isinstance(outcomes[2], ValueError)
+    assert [outcomes[index] for index in (0, 1, 3, 4)] == [0, 10, 30, 40]
+    assert await stored_numbers(runtime) == [0, 1, 3, 4]
 
 
-async def test_wait_closed_without_writes(runtime: Runtime) -> None:
-    await GroupCommit[int](runtime.db).wait_closed()
+async def test_wait_closed_without_items(runtime: Runtime) -> None:
+    await GroupCommit(runtime.db, write_numbers).wait_closed()
 
 
 @pytest.mark.parametrize("count", [1, 250])
 async def test_batches_of_any_size(runtime: Runtime, count: int) -> None:
-    commits = GroupCommit[int](runtime.db, max_batch=100)
-    assert len(await asyncio.gather(*(commits.run(writer(number)) for number in range(count)))) == count
+    commits = GroupCommit(runtime.db, write_numbers, max_batch=100)
+    results = await asyncio.gather(*(commits.submit(number) for number in range(count)))
+    assert len(results) == count
+    assert await stored_numbers(runtime) == list(range(count))
