@@ -11,12 +11,14 @@ from fastapi import FastAPI
 from interlink.api.app import create_app
 from interlink.api.services import Services
 from interlink.connectors.http import create_client
+from interlink.connectors.oauth import use_refresh_coordinator
 from interlink.crypto import CredentialBox
 from interlink.health import HealthMonitor
 from interlink.secrets_rotation import SecretRotation
 from interlink.settings import Settings
 from interlink.store import Database
 from interlink.store.migrate import upgrade
+from interlink.store.oauth import DatabaseRefreshCoordinator
 from interlink.sync.dispatch import LocalDispatcher, Reaper
 from interlink.sync.engine import Clock, HttpFactory, SyncEngine, utcnow
 from interlink.sync.scheduler import Scheduler
@@ -76,6 +78,8 @@ class Runtime:
         """Apply migrations (by default only on SQLite), then start the background workers and tasks."""
         if migrate if migrate is not None else self.db.is_sqlite:
             await upgrade(self.db)
+        # OAuth refreshes of one connection exclude each other in every process sharing this database.
+        use_refresh_coordinator(DatabaseRefreshCoordinator(self.db, self.credentials))
         if self.workers:
             self.dispatcher.start()
             self.reaper.start()
@@ -96,6 +100,7 @@ class Runtime:
         await self.reaper.stop()
         await self.dispatcher.stop()
         await self.webhooks.stop()
+        use_refresh_coordinator(None)
         await self.db.dispose()
         logger.info("runtime.stopped")
 

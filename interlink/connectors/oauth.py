@@ -454,12 +454,9 @@ _coordinator: RefreshCoordinator = LocalRefreshCoordinator()
 def use_refresh_coordinator(coordinator: RefreshCoordinator | None) -> None:
     """Install the coordinator every ``OAuthSession`` of this process refreshes under.
 
-    ``None`` restores the in-process default. Processes that share a database
-    install ``interlink.store.oauth.DatabaseRefreshCoordinator`` so that their
-    refreshes exclude each other too.
-
-    NOTE: ``interlink.runtime.Runtime`` does not install it yet, so refreshes
-    are single-flight within a process but not across processes until it does.
+    ``None`` restores the in-process default. ``interlink.runtime.Runtime``
+    installs ``interlink.store.oauth.DatabaseRefreshCoordinator`` when it
+    starts, so the refreshes of processes sharing a database exclude each other.
     """
     global _coordinator
     _coordinator = coordinator or LocalRefreshCoordinator()
