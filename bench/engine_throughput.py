@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import suppress
+from contextlib import closing, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,7 +57,7 @@ from interlink.connectors.base import (
     ReadWindow,
     SourceRecord,
 )
-from interlink.connectors.errors import SourceDataError
+from interlink.connectors.errors import SourceDataError, SourceTimeout
 from interlink.connectors.http import send
 from interlink.crypto import generate_secret_key
 from interlink.model import PurchaseOrder, PurchaseOrderLine, Ref, record_id
@@ -162,7 +162,7 @@ class PurchaseOrderReader:
         deadline = time.monotonic() + self.timeout
         for _ in range(self.max_pages):
             if time.monotonic() > deadline:
-                raise SourceDataError(f"reading {self.url} took longer than {self.timeout} s")
+                raise SourceTimeout(f"reading {self.url} timed out after {self.timeout} s; raise --timeout")
             body = await self._fetch(after, since)
             items = body["data"]
             records = [map_purchase_order(self.context.connection_id, item) for item in items]
@@ -326,12 +326,15 @@ def run_child(command: list[str], timeout: float) -> ContenderResult:
 
 
 def check_stores(engine_database: Path, baseline_database: Path, records: int) -> None:
-    """Raise ``RuntimeError`` unless both stores hold every record with equal unified and raw JSON.
+    """Raise ``RuntimeError`` unless both stores contain every record with equal unified and raw JSON.
 
     Reference ids differ, because they are derived from the connection id,
     which differs between the stores; only their remote ids are compared.
     """
-    with sqlite3.connect(engine_database) as engine, sqlite3.connect(baseline_database) as baseline:
+    with (
+        closing(sqlite3.connect(engine_database)) as engine,
+        closing(sqlite3.connect(baseline_database)) as baseline,
+    ):
         engine_count = engine.execute(
             "SELECT count(*) FROM records WHERE entity = 'purchase_order' AND NOT deleted"
         ).fetchone()[0]
@@ -353,7 +356,7 @@ def check_stores(engine_database: Path, baseline_database: Path, records: int) -
                 ("data", "raw"), engine_row, baseline_row, strict=True
             ):
                 if _without_ref_ids(json.loads(engine_value)) != _without_ref_ids(json.loads(baseline_value)):
-                    raise RuntimeError(f"record {remote_id}: the stores hold different {column} JSON")
+                    raise RuntimeError(f"record {remote_id}: the stores contain different {column} JSON")
 
 
 def _without_ref_ids(value: Any) -> Any:
