@@ -173,6 +173,24 @@ def open_database(path: str) -> sqlite3.Connection:
     return connection
 
 
+def write_page(database: sqlite3.Connection, rows: list[tuple[str, ...]], cursor: str | None) -> int:
+    """Upsert a page of rows and save its cursor in one transaction; return the rows written.
+
+    A row has the columns of ``purchase_orders`` in table order. A ``None``
+    cursor leaves the saved one as it was.
+    """
+    database.execute("BEGIN IMMEDIATE")
+    try:
+        written: int = database.executemany(_UPSERT, rows).rowcount
+        if cursor is not None:
+            database.execute(_SAVE_CURSOR, (cursor,))
+        database.execute("COMMIT")
+    except BaseException:
+        database.execute("ROLLBACK")
+        raise
+    return written
+
+
 def sync(
     source_url: str,
     database: sqlite3.Connection,
@@ -203,15 +221,7 @@ def sync(
                 after = data[-1]["id"]
                 cursor = json.dumps({"after": after, "modified_at": data[-1]["modified_at"]})
 
-            database.execute("BEGIN IMMEDIATE")
-            try:
-                written += database.executemany(_UPSERT, rows).rowcount
-                if data:
-                    database.execute(_SAVE_CURSOR, (cursor,))
-                database.execute("COMMIT")
-            except BaseException:
-                database.execute("ROLLBACK")
-                raise
+            written += write_page(database, rows, cursor if data else None)
             records += len(rows)
             if body["next_after"] is None:
                 return records, pages, written
