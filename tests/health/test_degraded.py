@@ -34,7 +34,8 @@ async def test_unreachable_source_degrades_after_threshold_once(
 ) -> None:
     with netsuite_sandbox() as sandbox:
         connection_id = await connect_netsuite(runtime, sandbox.credentials)
-        monitor = await start_monitor(runtime, clock)
+        # A long failure window, so only the count of failed checks can degrade the connection.
+        monitor = await start_monitor(runtime, clock, failure_window=timedelta(hours=6))
     # The sandbox has stopped: its port refuses connections from now on.
 
     rounds = [outcome_for(await check_round(monitor, clock), connection_id) for _ in range(5)]
