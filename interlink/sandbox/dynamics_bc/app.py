@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
+from itertools import islice
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -24,7 +25,7 @@ from starlette.routing import Route
 from interlink.sandbox.dynamics_bc import data as bc
 from interlink.sandbox.dynamics_bc import identity
 from interlink.sandbox.dynamics_bc.jsonbody import dumps, json_response
-from interlink.sandbox.dynamics_bc.query import QueryError, parse_filter, select
+from interlink.sandbox.dynamics_bc.query import Predicate, QueryError, parse_filter, select
 from interlink.sandbox.faults import ADMIN_PREFIX, FaultMiddleware, FaultPlan, fault_routes
 
 API_SCOPE = "https://api.businesscentral.dynamics.com/.default"
@@ -251,17 +252,25 @@ def _collection(
     sandbox: Sandbox, request: Request, entity_set: str, expand: bool, fields: list[str] | None
 ) -> Response:
     options = request.query_params
-    records = sorted(sandbox.data.records[entity_set].values(), key=lambda record: record["id"])
+    ordered = sandbox.data.sorted_records(entity_set)
+    predicate: Predicate | None = None
     if "$filter" in options:
-        properties = set(records[0]) if records else {"id", "lastModifiedDateTime"}
+        properties = set(ordered[0]) if ordered else {"id", "lastModifiedDateTime"}
         predicate = parse_filter(options["$filter"], properties | {"id"})
-        records = [record for record in records if predicate(record)]
+
     after = options.get("$skiptoken")
-    if after:
-        records = [record for record in records if record["id"] > after]
-    if "$top" in options:
-        records = records[: int(options["$top"])]
+    start = sandbox.data.first_after(entity_set, after) if after else 0
+    candidates = islice(ordered, start, None)
+    matching = candidates if predicate is None else filter(predicate, candidates)
     size = min(sandbox.page_size, _preferred_page_size(request) or sandbox.page_size)
+
+    # Take at most one record past the page, because it shows whether a next page exists.
+    # A negative $top drops records from the end, as slicing does.
+    top = int(options["$top"]) if "$top" in options else None
+    if top is not None and top < 0:
+        records = list(matching)[:top]
+    else:
+        records = list(islice(matching, size + 1 if top is None else min(top, size + 1)))
     page = records[:size]
     path = request.url.path
     body: dict[str, Any] = {
@@ -301,15 +310,13 @@ def _render(sandbox: Sandbox, entity_set: str, record: bc.Record, *, expand: boo
     rendered: dict[str, Any] = {"@odata.etag": sandbox.data.etag(record["id"])}
     rendered.update(bc.to_json_ready(record))
     if entity_set == "purchaseOrders":
-        rendered.update(sandbox.data.order_totals(record["id"]))
-        received = sandbox.data.lines_of(record["id"])
-        rendered["fullyReceived"] = bool(received) and all(
-            line["receivedQuantity"] >= line["quantity"] for line in received
+        lines = sandbox.data.lines_of(record["id"])
+        rendered.update(sandbox.data.order_totals(record["id"], lines))
+        rendered["fullyReceived"] = bool(lines) and all(
+            line["receivedQuantity"] >= line["quantity"] for line in lines
         )
         if expand:
-            rendered["purchaseOrderLines"] = [
-                _render(sandbox, "purchaseOrderLines", line) for line in sandbox.data.lines_of(record["id"])
-            ]
+            rendered["purchaseOrderLines"] = [_render(sandbox, "purchaseOrderLines", line) for line in lines]
     return rendered
 
 

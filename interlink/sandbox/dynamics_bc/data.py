@@ -12,6 +12,7 @@ client that follows the order's timestamp alone misses line-only changes.
 from __future__ import annotations
 
 import base64
+import bisect
 import random
 import uuid
 import zlib
@@ -26,6 +27,11 @@ Record = dict[str, Any]
 
 ENTITY_SETS = ("vendors", "items", "locations", "purchaseOrders", "purchaseOrderLines")
 ORDER_STATUSES = ("Draft", "In Review", "Open")
+
+# Decimals are immutable, so seeded records share these instead of holding a copy each.
+_ZERO = Decimal(0)
+_ZERO_CENTS = Decimal("0.00")
+_TAX_PERCENTS = (Decimal("0"), Decimal("7"), Decimal("19"))
 
 _CITIES = (
     ("Chicago", "IL", "US", "61236"),
@@ -78,6 +84,16 @@ class BusinessCentralData:
     records: dict[str, dict[str, Record]] = field(default_factory=lambda: {name: {} for name in ENTITY_SETS})
     versions: dict[str, int] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
+    # Lines keyed by their order's id, then by line id, in insertion order, so that reading
+    # an order does not scan every line of the company.
+    lines_by_order: dict[str, dict[str, Record]] = field(default_factory=dict, init=False)
+    # Records of each entity set sorted by id, built on first use and dropped when the set
+    # gains or loses a record. Ids never change, so edits keep it valid.
+    _sorted: dict[str, list[Record]] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for line in self.records["purchaseOrderLines"].values():
+            self.lines_by_order.setdefault(line["documentId"], {})[line["id"]] = line
 
     def new_id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -92,13 +108,44 @@ class BusinessCentralData:
             record["lastModifiedDateTime"] = self.clock()
 
     def lines_of(self, order_id: str) -> list[Record]:
-        lines = [
-            line for line in self.records["purchaseOrderLines"].values() if line["documentId"] == order_id
-        ]
+        lines = self.lines_by_order.get(order_id, {}).values()
         return sorted(lines, key=lambda line: line["sequence"])
 
-    def order_totals(self, order_id: str) -> dict[str, Decimal]:
-        lines = self.lines_of(order_id)
+    def sorted_records(self, entity_set: str) -> list[Record]:
+        """Return the records of ``entity_set`` sorted by id. Callers must not change the list."""
+        cached = self._sorted.get(entity_set)
+        if cached is None:
+            cached = sorted(self.records[entity_set].values(), key=lambda record: record["id"])
+            self._sorted[entity_set] = cached
+        return cached
+
+    def first_after(self, entity_set: str, record_id: str) -> int:
+        """Return the position in ``sorted_records(entity_set)`` of the first record whose id is greater."""
+        ordered = self.sorted_records(entity_set)
+        return bisect.bisect_right(ordered, record_id, key=lambda record: record["id"])
+
+    def add(self, entity_set: str, record: Record) -> None:
+        """Store a new record with ETag version 1."""
+        self.records[entity_set][record["id"]] = record
+        self.versions[record["id"]] = 1
+        self._sorted.pop(entity_set, None)
+        if entity_set == "purchaseOrderLines":
+            self.lines_by_order.setdefault(record["documentId"], {})[record["id"]] = record
+
+    def remove(self, entity_set: str, record_id: str) -> None:
+        """Remove one record. Removing an order leaves its lines to the caller."""
+        record = self.records[entity_set].pop(record_id)
+        self._sorted.pop(entity_set, None)
+        if entity_set == "purchaseOrderLines":
+            siblings = self.lines_by_order.get(record["documentId"], {})
+            siblings.pop(record_id, None)
+            if not siblings:
+                self.lines_by_order.pop(record["documentId"], None)
+
+    def order_totals(self, order_id: str, lines: list[Record] | None = None) -> dict[str, Decimal]:
+        """Sum the amounts of the order's lines. ``lines``, when given, must be ``lines_of(order_id)``."""
+        if lines is None:
+            lines = self.lines_of(order_id)
         net = sum((line["amountExcludingTax"] for line in lines), Decimal("0.00"))
         tax = sum((line["totalTaxAmount"] for line in lines), Decimal("0.00"))
         return {"totalAmountExcludingTax": net, "totalTaxAmount": tax, "totalAmountIncludingTax": net + tax}
@@ -152,8 +199,7 @@ def seed(*, size: int, seed_value: int, clock: Clock, epoch: datetime) -> Busine
 
 
 def _add(data: BusinessCentralData, entity_set: str, record: Record) -> None:
-    data.records[entity_set][record["id"]] = record
-    data.versions[record["id"]] = 1
+    data.add(entity_set, record)
 
 
 def _address(rng: random.Random, prefix: str = "") -> Record:
@@ -203,7 +249,7 @@ def _vendor(data: BusinessCentralData, number: int, modified: datetime) -> Recor
         "paymentMethodId": "00000000-0000-0000-0000-000000000000",
         "taxLiable": False,
         "blocked": rng.choice((" ", " ", " ", "All")),
-        "balance": Decimal("0.00"),
+        "balance": _ZERO_CENTS,
         "lastModifiedDateTime": modified,
     }
 
@@ -273,7 +319,7 @@ def _order(data: BusinessCentralData, number: int, vendor: Record, modified: dat
         "shipmentMethodId": "00000000-0000-0000-0000-000000000000",
         "purchaser": rng.choice(("", "AH", "MH")),
         "requestedReceiptDate": order_date + timedelta(days=rng.randint(7, 30)),
-        "discountAmount": Decimal("0.00"),
+        "discountAmount": _ZERO_CENTS,
         "discountAppliedBeforeTax": True,
         "fullyReceived": False,
         "status": rng.choice(ORDER_STATUSES),
@@ -284,7 +330,7 @@ def _order(data: BusinessCentralData, number: int, vendor: Record, modified: dat
 def _line(data: BusinessCentralData, order: Record, sequence: int, item: Record, location: Record) -> Record:
     rng = data.rng
     quantity = Decimal(rng.randint(1, 40))
-    received = rng.choice((Decimal(0), Decimal(0), quantity, Decimal(rng.randint(0, int(quantity)))))
+    received = rng.choice((_ZERO, _ZERO, quantity, Decimal(rng.randint(0, int(quantity)))))
     line = {
         "id": data.new_id(),
         "documentId": order["id"],
@@ -299,22 +345,26 @@ def _line(data: BusinessCentralData, order: Record, sequence: int, item: Record,
         "unitOfMeasureCode": item["baseUnitOfMeasureCode"],
         "quantity": quantity,
         "directUnitCost": item["unitCost"],
-        "discountAmount": Decimal("0.00"),
-        "discountPercent": Decimal("0"),
+        "discountAmount": _ZERO_CENTS,
+        "discountPercent": _ZERO,
         "discountAppliedBeforeTax": False,
         "taxCode": "",
-        "taxPercent": rng.choice((Decimal("0"), Decimal("7"), Decimal("19"))),
-        "invoiceDiscountAllocation": Decimal("0.00"),
+        "taxPercent": rng.choice(_TAX_PERCENTS),
+        "invoiceDiscountAllocation": _ZERO_CENTS,
         "expectedReceiptDate": order["requestedReceiptDate"],
         "receivedQuantity": received,
-        "invoicedQuantity": Decimal(0),
-        "invoiceQuantity": Decimal(0),
+        "invoicedQuantity": _ZERO,
+        "invoiceQuantity": _ZERO,
         "receiveQuantity": quantity - received,
         "itemVariantId": "00000000-0000-0000-0000-000000000000",
         "locationId": location["id"],
     }
     data.recompute_line(line)
     return line
+
+
+# Values of these exact types pass through to_json_ready unchanged.
+_JSON_READY_TYPES = frozenset({str, int, bool, Decimal, float, type(None)})
 
 
 def to_json_ready(value: Any) -> Any:
@@ -324,7 +374,11 @@ def to_json_ready(value: Any) -> Any:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, dict):
-        return {key: to_json_ready(item) for key, item in value.items()}
+        # Testing the exact type here saves a function call for each plain value.
+        return {
+            key: item if type(item) in _JSON_READY_TYPES else to_json_ready(item)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [to_json_ready(item) for item in value]
     return value
@@ -364,7 +418,7 @@ def create_record(data: BusinessCentralData, entity_set: str, fields: Record) ->
 
 def delete_record(data: BusinessCentralData, entity_set: str, record_id: str) -> None:
     """Delete a record; deleting a purchase order deletes its lines too."""
-    del data.records[entity_set][record_id]
+    data.remove(entity_set, record_id)
     if entity_set == "purchaseOrders":
         for line in data.lines_of(record_id):
-            del data.records["purchaseOrderLines"][line["id"]]
+            data.remove("purchaseOrderLines", line["id"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 import re
 from decimal import Decimal
 from typing import Any
@@ -13,6 +14,8 @@ from starlette.responses import Response
 # a marked string first and the marks are replaced by the digits afterwards.
 _MARK = "\u0000decimal:"
 _MARKED = re.compile(r'"\\u0000decimal:(-?[0-9]+(?:\.[0-9]+)?)"')
+# Replacing with a C callable is faster than expanding a template like r"\1" for each match.
+_DIGITS = operator.itemgetter(1)
 
 
 def _default(value: Any) -> Any:
@@ -23,7 +26,7 @@ def _default(value: Any) -> Any:
 
 def dumps(value: Any) -> str:
     """Serialize ``value`` to JSON, writing ``Decimal`` values as exact JSON numbers."""
-    return _MARKED.sub(r"\1", json.dumps(value, default=_default, separators=(",", ":")))
+    return _MARKED.sub(_DIGITS, json.dumps(value, default=_default, separators=(",", ":")))
 
 
 def json_response(value: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
