@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from interlink.api.problems import Problem
 from interlink.api.services import Services, get_services
 from interlink.crypto import hash_token
+from interlink.model import format_utc
 from interlink.store.api_keys import find_valid_api_key
 from interlink.store.connections import connection_for_token
 
@@ -57,9 +58,16 @@ async def authenticate(request: Request, services: Annotated[Services, Depends(g
     digest = hash_token(token)
     async with services.db.read() as db:
         if token.startswith("ilk_"):
-            key_id = await find_valid_api_key(db, digest, services.clock())
-            if key_id is not None:
-                return Principal(api_key_id=key_id)
+            lookup = await find_valid_api_key(db, digest, services.clock())
+            if lookup.key_id is not None:
+                return Principal(api_key_id=lookup.key_id)
+            if lookup.expired_at is not None:
+                raise Problem(
+                    401,
+                    "unauthorized",
+                    f"the API key {token[:8]}... expired at {format_utc(lookup.expired_at)}; "
+                    "create a new one with: interlink api-keys create",
+                )
         elif token.startswith("ilc_"):
             connection_id = await connection_for_token(db, digest)
             if connection_id is not None:

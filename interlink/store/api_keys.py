@@ -58,12 +58,22 @@ async def revoke_api_key(connection: AsyncConnection, key_id: str) -> bool:
     return result.first() is not None
 
 
-async def find_valid_api_key(connection: AsyncConnection, key_hash: str, now: datetime) -> str | None:
-    """Return the id of the unrevoked, unexpired key with this hash."""
+@dataclass(frozen=True)
+class KeyLookup:
+    """The outcome of looking up an API key by its hash."""
+
+    key_id: str | None
+    expired_at: datetime | None = None
+
+
+async def find_valid_api_key(connection: AsyncConnection, key_hash: str, now: datetime) -> KeyLookup:
+    """Find the unrevoked key with this hash; ``key_id`` is set only if it has not expired."""
     query = select(api_keys.c.id, api_keys.c.expires_at).where(
         api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None)
     )
     row = (await connection.execute(query)).first()
-    if row is None or (row.expires_at is not None and row.expires_at <= now):
-        return None
-    return str(row.id)
+    if row is None:
+        return KeyLookup(key_id=None)
+    if row.expires_at is not None and row.expires_at <= now:
+        return KeyLookup(key_id=None, expired_at=row.expires_at)
+    return KeyLookup(key_id=str(row.id))

@@ -77,6 +77,8 @@ async def test_expired_api_key_is_rejected(
     assert expired.status_code == 401
     assert expired.headers["content-type"].startswith("application/problem+json")
     assert "expired" in expired.json()["detail"]
+    assert expires_at.strftime("%Y-%m-%dT%H:%M:%S") in expired.json()["detail"]
+    assert key not in expired.json()["detail"]
 
 
 def cli(environment: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
