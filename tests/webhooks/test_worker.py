@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 import pytest
+from standardwebhooks import Webhook
 
 from interlink.runtime import Runtime
+from interlink.settings import Settings
 from interlink.store.webhooks import DeliveryRow, claim_due_deliveries
 from interlink.webhooks.delivery import WebhookDeliverer
 from interlink.webhooks.fanout import fan_out
@@ -216,3 +218,20 @@ async def wait_for(condition: Callable[[], Awaitable[bool]], description: str) -
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up after {WAIT_SECONDS:g} s waiting until {description}")
         await asyncio.sleep(0.05)
+
+
+async def test_runtime_runs_delivery_worker(settings: Settings, ca_bundle: str, receiver: Receiver) -> None:
+    configured = settings.model_copy(update={"webhook_allow_private": True, "webhook_ca_bundle": ca_bundle})
+    runtime = Runtime(configured, workers=True)
+    await runtime.start(migrate=True)
+    try:
+        guard = UrlGuard.from_settings(configured)
+        _, secret = await make_endpoint(runtime, guard, receiver.url())
+        event_id = await emit(runtime)
+        await wait_until(lambda: receiver.requests, "the runtime's worker delivered the event")
+    finally:
+        await runtime.stop()
+
+    (request,) = receiver.requests
+    assert request.headers["webhook-id"] == event_id
+    Webhook(secret).verify(request.body, request.headers)
