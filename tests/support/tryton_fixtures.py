@@ -29,12 +29,15 @@ except ImportError:  # Tryton is an optional extra
 
 ADMIN_PASSWORD = "tryton-admin-password"
 PURCHASES = 30
-# One database copy per test that uses the ``tryton`` fixture, so keep it above their count.
-COPIES = 32
+# Spare copies beyond one per collected test that takes a database: for tests that take
+# two, and for tests that reach the server through another fixture (the contract test).
+SPARE_COPIES = 8
 
 
 @pytest.fixture(scope="session")
-def tryton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrytonServer]:
+def tryton_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TrytonServer]:
     if TrytonServer is None:
         message = "Tryton is not installed: pip install -e '.[tryton]'"
         if os.environ.get("INTERLINK_REQUIRE_ALL"):
@@ -47,12 +50,20 @@ def tryton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrytonSe
         template,
         tmp_path_factory.mktemp("tryton"),
         admin_password=ADMIN_PASSWORD,
-        copies=COPIES,
+        copies=_copies_needed(request.session),
         # trytond loads every database at start, about 0.6 s each on an idle 2-core machine.
         startup_timeout=300.0,
     )
     with server:
         yield server
+
+
+def _copies_needed(session: pytest.Session) -> int:
+    """Count the collected tests that take a database copy; trytond must know every name at start."""
+    users = [
+        item for item in session.items if {"tryton", "tryton_server"} & set(getattr(item, "fixturenames", ()))
+    ]
+    return len(users) + SPARE_COPIES
 
 
 @dataclass
