@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import time
+from functools import lru_cache
 
 # One prefix per entity, so an id shows which entity it names.
 RECORD_ID_PREFIXES: dict[str, str] = {
@@ -21,7 +21,12 @@ RECORD_ID_PREFIXES: dict[str, str] = {
 }
 
 
-def record_id(connection_id: str, entity: str, remote_id: str) -> str:
+# Lowercase RFC 4648 base32, and every pair of its digits indexed by the 10 bits they encode.
+_BASE32_DIGITS = "abcdefghijklmnopqrstuvwxyz234567"
+_BASE32_PAIRS = [first + second for first in _BASE32_DIGITS for second in _BASE32_DIGITS]
+
+
+def build_record_id(connection_id: str, entity: str, remote_id: str) -> str:
     """Build the Interlink id of a record from its connection, entity and remote id.
 
     The id is the first 26 characters of the lowercase base32 SHA-256 of the
@@ -30,8 +35,17 @@ def record_id(connection_id: str, entity: str, remote_id: str) -> str:
     """
     prefix = RECORD_ID_PREFIXES[entity]
     material = "\x1f".join((connection_id, entity, remote_id)).encode()
-    digest = base64.b32encode(hashlib.sha256(material).digest()).decode().lower()
-    return f"{prefix}_{digest[:26]}"
+    # 26 base32 digits encode the first 130 bits of the digest. Encoding them two digits at a
+    # time gives the same text as base64.b32encode at about half its cost.
+    bits = int.from_bytes(hashlib.sha256(material).digest()[:17], "big") >> 6
+    digits = "".join([_BASE32_PAIRS[(bits >> shift) & 0x3FF] for shift in range(120, -1, -10)])
+    return f"{prefix}_{digits}"
+
+
+# ``build_record_id`` with the most recent ids kept, for references, because they repeat
+# across records (one vendor on many orders). When full, the cache takes about 10 MB
+# (measured with tracemalloc for 40-character connection ids).
+record_id = lru_cache(maxsize=32_768)(build_record_id)
 
 
 def uuid7_hex() -> str:
