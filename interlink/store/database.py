@@ -17,6 +17,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -41,8 +42,16 @@ def _storage_default(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _json_serializer(value: Any) -> str:
-    return json.dumps(value, default=_storage_default, ensure_ascii=False)
+_STORAGE_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def storage_json(value: Any) -> str:
+    """Serialize a value for a JSON column: compact, keys in their given order, UTF-8 text unescaped."""
+    try:
+        return orjson.dumps(value, default=_storage_default, option=_STORAGE_OPTIONS).decode()
+    except orjson.JSONEncodeError:
+        # orjson rejects integers outside the 64-bit range, which the standard library writes.
+        return json.dumps(value, default=_storage_default, ensure_ascii=False, separators=(",", ":"))
 
 
 def normalize_url(url: str) -> str:
@@ -66,7 +75,7 @@ class Database:
             self._reader = _sqlite_engine(self.url, immediate=False, pool_size=4)
         else:
             self._writer = create_async_engine(
-                self.url, pool_size=10, max_overflow=10, pool_pre_ping=True, json_serializer=_json_serializer
+                self.url, pool_size=10, max_overflow=10, pool_pre_ping=True, json_serializer=storage_json
             )
             self._reader = self._writer
 
@@ -93,7 +102,7 @@ class Database:
 
 
 def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, json_serializer=_json_serializer)
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, json_serializer=storage_json)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _configure(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
