@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Select
 
+from interlink.store.database import storage_json
 from interlink.store.sequence import next_change_seq
 from interlink.store.tables import connections, records, sync_run_seen
 
@@ -23,7 +24,7 @@ class PreparedRecord:
     id: str
     remote_id: str
     data: dict[str, Any]
-    raw: dict[str, Any] | None
+    raw: Mapping[str, Any] | None
     content_hash: str
     remote_created_at: datetime | None
     remote_updated_at: datetime | None
@@ -81,17 +82,17 @@ async def upsert_page(
     latest = {record.remote_id: record for record in page}  # a page may repeat a record
     existing = await _existing(connection, connection_id, entity, list(latest))
 
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
+    inserts: list[PreparedRecord] = []
+    updates: list[PreparedRecord] = []
     for record in latest.values():
         previous = existing.get(record.remote_id)
         if previous is None:
-            inserts.append(_insert_values(record, connection_id, entity, now))
+            inserts.append(record)
             counts.created += 1
         elif previous == (record.content_hash, record.deleted):
             counts.unchanged += 1
         else:
-            updates.append(_update_values(record, now))
+            updates.append(record)
             if record.deleted:
                 counts.deleted += 1
             else:
@@ -101,32 +102,21 @@ async def upsert_page(
         return counts
     seq = await next_change_seq(connection)
     counts.change_seq = seq
+    # The page goes to the driver as one executemany of positional rows: the same values the
+    # ``records`` column types would bind, without their per-value processing in SQLAlchemy.
+    postgresql_dialect = connection.dialect.name == "postgresql"
+    stamp = _timestamp_postgresql if postgresql_dialect else _timestamp_sqlite
     if inserts:
-        for values in inserts:
-            values["change_seq"] = seq
-        await connection.execute(insert(records), inserts)
+        statement = _INSERT_SQL_POSTGRESQL if postgresql_dialect else _INSERT_SQL_SQLITE
+        await connection.exec_driver_sql(
+            statement, [_insert_row(record, connection_id, entity, now, seq, stamp) for record in inserts]
+        )
     if updates:
-        for values in updates:
-            values["b_seq"] = seq
-        await connection.execute(_UPDATE_STATEMENT, updates)
+        statement = _UPDATE_SQL_POSTGRESQL if postgresql_dialect else _UPDATE_SQL_SQLITE
+        await connection.exec_driver_sql(
+            statement, [_update_row(record, now, seq, stamp) for record in updates]
+        )
     return counts
-
-
-_UPDATE_STATEMENT = (
-    update(records)
-    .where(records.c.id == bindparam("b_id"))
-    .values(
-        data=bindparam("b_data"),
-        raw=bindparam("b_raw"),
-        content_hash=bindparam("b_hash"),
-        remote_created_at=bindparam("b_remote_created_at"),
-        remote_updated_at=bindparam("b_remote_updated_at"),
-        modified_at=bindparam("b_now"),
-        deleted=bindparam("b_deleted"),
-        deleted_at=bindparam("b_deleted_at"),
-        change_seq=bindparam("b_seq"),
-    )
-)
 
 
 async def _existing(
@@ -142,36 +132,90 @@ async def _existing(
     return {row.remote_id: (row.content_hash, bool(row.deleted)) for row in await connection.execute(query)}
 
 
-def _insert_values(record: PreparedRecord, connection_id: str, entity: str, now: datetime) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "connection_id": connection_id,
-        "entity": entity,
-        "remote_id": record.remote_id,
-        "data": record.data,
-        "raw": record.raw,
-        "content_hash": record.content_hash,
-        "remote_created_at": record.remote_created_at,
-        "remote_updated_at": record.remote_updated_at,
-        "created_at": now,
-        "modified_at": now,
-        "deleted": record.deleted,
-        "deleted_at": now if record.deleted else None,
-    }
+# The statements of a page write, in each driver's placeholder style: qmark for sqlite3,
+# numbered for asyncpg. The values come as positional rows from ``_insert_row`` and ``_update_row``.
+_INSERT_SQL_SQLITE = (
+    "INSERT INTO records (id, connection_id, entity, remote_id, data, raw, content_hash, "
+    "remote_created_at, remote_updated_at, created_at, modified_at, deleted, deleted_at, "
+    "change_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_SQL_POSTGRESQL = (
+    "INSERT INTO records (id, connection_id, entity, remote_id, data, raw, content_hash, "
+    "remote_created_at, remote_updated_at, created_at, modified_at, deleted, deleted_at, "
+    "change_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+)
+_UPDATE_SQL_SQLITE = (
+    "UPDATE records SET data = ?, raw = ?, content_hash = ?, remote_created_at = ?, "
+    "remote_updated_at = ?, modified_at = ?, deleted = ?, deleted_at = ?, change_seq = ? WHERE "
+    "id = ?"
+)
+_UPDATE_SQL_POSTGRESQL = (
+    "UPDATE records SET data = $1, raw = $2, content_hash = $3, remote_created_at = $4, "
+    "remote_updated_at = $5, modified_at = $6, deleted = $7, deleted_at = $8, change_seq = $9 "
+    "WHERE id = $10"
+)
 
 
-def _update_values(record: PreparedRecord, now: datetime) -> dict[str, Any]:
-    return {
-        "b_id": record.id,
-        "b_data": record.data,
-        "b_raw": record.raw,
-        "b_hash": record.content_hash,
-        "b_remote_created_at": record.remote_created_at,
-        "b_remote_updated_at": record.remote_updated_at,
-        "b_now": now,
-        "b_deleted": record.deleted,
-        "b_deleted_at": now if record.deleted else None,
-    }
+def _timestamp_sqlite(value: datetime | None) -> str | None:
+    """Bind a time as ``UtcDateTime`` does on SQLite: naive UTC, in SQLAlchemy's SQLite text format."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r} given; Interlink stores aware UTC times")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def _timestamp_postgresql(value: datetime | None) -> datetime | None:
+    """Bind a time as ``UtcDateTime`` does on PostgreSQL: aware, for a ``timestamptz`` column."""
+    if value is not None and value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r} given; Interlink stores aware UTC times")
+    return value
+
+
+def _insert_row(
+    record: PreparedRecord,
+    connection_id: str,
+    entity: str,
+    now: datetime,
+    seq: int,
+    stamp: Callable[[datetime | None], Any],
+) -> tuple[Any, ...]:
+    stamped_now = stamp(now)
+    return (
+        record.id,
+        connection_id,
+        entity,
+        record.remote_id,
+        storage_json(record.data),
+        # A missing raw record is stored as JSON null, as SQLAlchemy's JSON type stores None.
+        storage_json(record.raw),
+        record.content_hash,
+        stamp(record.remote_created_at),
+        stamp(record.remote_updated_at),
+        stamped_now,
+        stamped_now,
+        record.deleted,
+        stamped_now if record.deleted else None,
+        seq,
+    )
+
+
+def _update_row(
+    record: PreparedRecord, now: datetime, seq: int, stamp: Callable[[datetime | None], Any]
+) -> tuple[Any, ...]:
+    stamped_now = stamp(now)
+    return (
+        storage_json(record.data),
+        storage_json(record.raw),
+        record.content_hash,
+        stamp(record.remote_created_at),
+        stamp(record.remote_updated_at),
+        stamped_now,
+        record.deleted,
+        stamped_now if record.deleted else None,
+        seq,
+        record.id,
+    )
 
 
 async def remember_seen(connection: AsyncConnection, run_id: str, remote_ids: Sequence[str]) -> None:
