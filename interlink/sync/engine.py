@@ -21,13 +21,14 @@ from typing import Any
 
 import httpx
 
-from interlink.connectors.base import ConnectorContext, Integration, ReadWindow, SourceRecord
+from interlink.connectors.base import ConnectorContext, Integration, Page, ReadWindow, SourceRecord
 from interlink.connectors.errors import AuthenticationError, ConnectorError, RetryableError
 from interlink.connectors.http import create_client
 from interlink.connectors.registry import get_integration
 from interlink.crypto import CredentialBox
 from interlink.errors import InterlinkError
-from interlink.model import ConnectionSettings, content_hash, record_id
+from interlink.model import ConnectionSettings, content_hash
+from interlink.model.ids import build_record_id
 from interlink.store import Database
 from interlink.store.connections import ConnectionRow, get_connection, transition_status, update_connection
 from interlink.store.cursors import encode_cursor
@@ -58,6 +59,40 @@ logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 HttpFactory = Callable[[], httpx.AsyncClient]
 ProgressCallback = Callable[[RunRow, Mapping[str, int]], None]
+
+
+class _ReadAhead:
+    """Iterate pages while the next page is read in a task, at most one page ahead.
+
+    The connector fetches and maps page n + 1 while the engine stores page n,
+    so the source's latency and the database's writes overlap. ``aclose``
+    cancels and awaits that task and closes the connector's iterator, so no
+    read outlives the run.
+    """
+
+    def __init__(self, pages: AsyncIterator[Page]) -> None:
+        self._pages = pages
+        self._next: asyncio.Future[Page] | None = None
+
+    def __aiter__(self) -> _ReadAhead:
+        return self
+
+    async def __anext__(self) -> Page:
+        if self._next is None:
+            self._next = asyncio.ensure_future(anext(self._pages))
+        page = await self._next  # StopAsyncIteration ends the iteration here
+        self._next = asyncio.ensure_future(anext(self._pages))
+        return page
+
+    async def aclose(self) -> None:
+        if self._next is not None:
+            self._next.cancel()
+            # The page it read, or the error it raised, no longer matters: the run has stopped.
+            with suppress(asyncio.CancelledError, Exception):
+                await self._next
+        aclose = getattr(self._pages, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def utcnow() -> datetime:
@@ -188,13 +223,20 @@ class SyncEngine:
                 save_credentials=lambda values: self._save_credentials(connection.id, values),
             )
             reader = integration.build(context).reader(run.entity)
-            async for page in reader.read(cursor, window):
-                prepared = [self._prepare(connection.id, integration, run.entity, r) for r in page.records]
-                await self._commit_page(run, prepared, page.cursor, state)
-                state.cursor = page.cursor
-                state.complete = page.complete
-                if progress is not None:
-                    progress(run, state.counts)
+            pages = _ReadAhead(reader.read(cursor, window))
+            try:
+                async for page in pages:
+                    prepared = [
+                        self._prepare(connection.id, integration, run.entity, record)
+                        for record in page.records
+                    ]
+                    await self._commit_page_to_end(run, prepared, page.cursor, state)
+                    state.cursor = page.cursor
+                    state.complete = page.complete
+                    if progress is not None:
+                        progress(run, state.counts)
+            finally:
+                await pages.aclose()
 
     async def _stored_cursor(self, run: RunRow) -> str | None:
         async with self.db.read() as db:
@@ -205,7 +247,9 @@ class SyncEngine:
         self, connection_id: str, integration: Integration, entity: str, record: SourceRecord
     ) -> PreparedRecord:
         data = record.data.model_dump(mode="json")
-        raw = {key: value for key, value in record.raw.items() if key not in integration.volatile_fields}
+        raw = record.raw
+        if integration.volatile_fields:
+            raw = {key: value for key, value in raw.items() if key not in integration.volatile_fields}
         digest = content_hash(
             {
                 "data": data,
@@ -216,7 +260,7 @@ class SyncEngine:
             }
         )
         return PreparedRecord(
-            id=record_id(connection_id, entity, record.remote_id),
+            id=build_record_id(connection_id, entity, record.remote_id),
             remote_id=record.remote_id,
             data=data,
             raw=raw,
@@ -225,6 +269,31 @@ class SyncEngine:
             remote_updated_at=record.remote_updated_at,
             deleted=record.deleted,
         )
+
+    async def _commit_page_to_end(
+        self, run: RunRow, prepared: list[PreparedRecord], cursor: str | None, state: _Progress
+    ) -> None:
+        """Commit a page, and let a cancellation that arrives meanwhile wait for the commit to end.
+
+        The next page is being read while this one commits, so a run stopped
+        at any moment ends after a whole page: the pages committed before the
+        stop are exactly the ones stored. A second cancellation abandons the
+        commit, and its transaction rolls back.
+        """
+        commit = asyncio.ensure_future(self._commit_page(run, prepared, cursor, state))
+        try:
+            await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            if not commit.done():
+                try:
+                    await commit
+                except asyncio.CancelledError:
+                    commit.cancel()
+                    raise
+                except Exception as exc:
+                    # The page rolled back; the caller sees the cancellation it asked for.
+                    logger.warning("sync.page.failed_while_stopping run_id=%s error=%s", run.id, exc)
+            raise
 
     async def _commit_page(
         self, run: RunRow, prepared: list[PreparedRecord], cursor: str | None, state: _Progress
