@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import os
 import platform
@@ -61,7 +60,7 @@ from interlink.connectors.errors import SourceDataError, SourceTimeout
 from interlink.connectors.http import send
 from interlink.crypto import generate_secret_key
 from interlink.model import PurchaseOrder, PurchaseOrderLine, Ref, record_id
-from interlink.runtime import Runtime
+from interlink.runtime import Runtime, freeze_startup_objects
 from interlink.settings import Settings
 from interlink.store.connections import insert_connection
 from interlink.sync.engine import SyncEngine
@@ -247,7 +246,7 @@ async def run_engine(
     page_size: int,
     mode: str,
     read_timeout: float,
-    gc_freeze: bool = False,
+    gc_freeze: bool = True,
 ) -> ContenderResult:
     """Sync every record of the source with ``SyncEngine.execute_run`` into a fresh store."""
     settings = Settings(database_url=f"sqlite:///{database_path}", secret_key=generate_secret_key())
@@ -284,9 +283,8 @@ async def run_engine(
         )
 
         if gc_freeze:
-            # What a server could do once started: move every object that exists now into the
-            # permanent generation, so that full collections no longer scan imported modules.
-            gc.freeze()
+            # As `interlink serve` and `interlink sync` do once started.
+            freeze_startup_objects()
         started = time.perf_counter()
         cpu_started = cpu_seconds()
         with GcTimer() as gc_timer:
@@ -452,8 +450,7 @@ def benchmark(arguments: argparse.Namespace) -> str:
             common += ["--timeout", str(arguments.timeout)]
             engine_command = [sys.executable, "-m", "bench.engine_throughput", "--contender", "engine"]
             engine_command += [*common, "--database", str(engine_database), "--mode", arguments.mode]
-            if arguments.gc_freeze:
-                engine_command.append("--gc-freeze")
+            engine_command.append("--gc-freeze" if arguments.gc_freeze else "--no-gc-freeze")
             baseline_command = [sys.executable, "-m", "bench.baseline", *common]
             baseline_command += ["--database", str(baseline_database)]
 
@@ -482,8 +479,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="limit per sync, in seconds")
     parser.add_argument(
         "--gc-freeze",
-        action="store_true",
-        help="call gc.freeze() in the engine process after startup, before the run (an experiment)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="freeze the engine process's startup objects before the run, as `interlink serve` does",
     )
     # Used by the benchmark itself to start a contender in a child process.
     parser.add_argument("--contender", choices=("engine",), help=argparse.SUPPRESS)
