@@ -239,13 +239,16 @@ webhook_endpoints = Table(
     "webhook_endpoints",
     metadata,
     Column("id", String(40), primary_key=True),
-    # Only "https" is delivered today; other kinds (a Matrix room) are a later extension.
+    # "https" posts signed requests to ``url``. "matrix" posts messages to the room ``room_id``
+    # through the Matrix connection ``connection_id``, and its ``url`` is the room's matrix: URI.
     Column("kind", String(16), nullable=False, server_default="https"),
     Column("url", Text, nullable=False),
     Column("description", Text),
     Column("event_types", JSON, nullable=False),
+    # For kind "https", only this connection's events are sent. For kind "matrix", it posts them.
     Column("connection_id", String(40), index=True),
-    Column("secret", LargeBinary, nullable=False),  # Fernet token
+    # A Fernet token, or empty for kind "matrix", which signs nothing.
+    Column("secret", LargeBinary, nullable=False),
     # The secret replaced by the last rotation, still used to sign until it expires.
     Column("previous_secret", LargeBinary),
     Column("previous_secret_expires_at", UtcDateTime),
@@ -258,6 +261,8 @@ webhook_endpoints = Table(
     Column("start_seq", BigInteger, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The Matrix room of a "matrix" endpoint, null for other kinds.
+    Column("room_id", String(255)),
 )
 
 # One row per (event, endpoint): the state of delivering that event there.

@@ -46,11 +46,15 @@ class EndpointRow:
     start_seq: int
     created_at: datetime
     updated_at: datetime
+    room_id: str | None
 
     def subscribes_to(self, event_type: str, connection_id: str | None) -> bool:
         """Return whether events of this type and connection are meant for this endpoint."""
         if ALL_EVENT_TYPES not in self.event_types and event_type not in self.event_types:
             return False
+        # A Matrix endpoint's connection is the account that posts, so it filters nothing.
+        if self.kind == "matrix":
+            return True
         return self.connection_id is None or self.connection_id == connection_id
 
 
@@ -125,6 +129,8 @@ async def insert_endpoint(
     description: str | None,
     secret: bytes,
     now: datetime,
+    kind: str = "https",
+    room_id: str | None = None,
 ) -> EndpointRow:
     """Insert an enabled endpoint that receives the events committed after this transaction.
 
@@ -134,7 +140,8 @@ async def insert_endpoint(
     """
     values: dict[str, Any] = {
         "id": new_id("whe"),
-        "kind": "https",
+        "kind": kind,
+        "room_id": room_id,
         "url": url,
         "description": description,
         "event_types": list(event_types),
@@ -176,10 +183,11 @@ async def list_endpoints(
     return [_endpoint(row) for row in (await connection.execute(query)).mappings()]
 
 
-async def enabled_endpoints(connection: AsyncConnection, *, kind: str = "https") -> Sequence[EndpointRow]:
-    query = select(webhook_endpoints).where(
-        webhook_endpoints.c.status == "enabled", webhook_endpoints.c.kind == kind
-    )
+async def enabled_endpoints(connection: AsyncConnection, *, kind: str | None = None) -> Sequence[EndpointRow]:
+    """Return the enabled endpoints, of every kind unless ``kind`` is given."""
+    query = select(webhook_endpoints).where(webhook_endpoints.c.status == "enabled")
+    if kind is not None:
+        query = query.where(webhook_endpoints.c.kind == kind)
     return [_endpoint(row) for row in (await connection.execute(query)).mappings()]
 
 
