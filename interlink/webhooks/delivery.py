@@ -7,6 +7,11 @@ that dies mid-send leaves a lease that expires, and then the delivery is
 sent again. Every attempt is signed anew with a fresh ``webhook-timestamp`` over
 the same ``webhook-id`` (the event id) and the same body bytes.
 
+Each endpoint kind has its own sender: HTTPS endpoints are sent here,
+and other kinds by the ``Sender`` given for them (``MatrixTarget`` posts to
+a Matrix room). Leases, the attempt log and the retry schedule are the
+same for every kind.
+
 Outcomes: a 2xx response within the timeout succeeds. 410 Gone disables the
 endpoint. Anything else (another status, a timeout, a connection or TLS
 error, a rejected address) is retried on the ``RetrySchedule``, no sooner
@@ -24,9 +29,10 @@ import random
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -74,7 +80,7 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class AttemptResult:
-    """The result of one HTTP attempt."""
+    """The result of one attempt: an HTTP request, or a send of another endpoint kind."""
 
     status_code: int | None
     error: str | None
@@ -84,6 +90,16 @@ class AttemptResult:
     @property
     def succeeded(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class Sender(Protocol):
+    """Sends one attempt of an event to an endpoint of one kind, other than HTTPS."""
+
+    async def send(self, event: Event, endpoint: EndpointRow) -> AttemptResult:
+        """Send the event once, and report every failure in the result instead of raising it."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -123,13 +139,15 @@ class WebhookDeliverer:
         disable_after: timedelta = DEFAULT_DISABLE_AFTER,
         owner: str | None = None,
         rng: random.Random | None = None,
+        senders: Mapping[str, Sender] | None = None,
     ) -> None:
         """Build a deliverer.
 
         ``clock`` decides leases and retry times, so tests can advance it
         instead of sleeping. ``wall_clock`` stamps ``webhook-timestamp``,
         which receivers compare with their own clock, so it stays the real
-        time unless a test replaces it too.
+        time unless a test replaces it too. ``senders`` maps each endpoint
+        kind other than "https" to its sender.
         """
         if lease.total_seconds() <= timeout:
             raise ValueError(f"the lease ({lease}) must outlast the delivery timeout ({timeout} s)")
@@ -146,6 +164,7 @@ class WebhookDeliverer:
         self.disable_after = disable_after
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.rng = rng or random.Random()
+        self.senders = dict(senders or {})
         # Outcomes of deliveries finishing together are committed in one transaction.
         self._outcomes: GroupCommit[_Outcome, bool] = GroupCommit(db, self._write_outcomes)
 
@@ -162,6 +181,8 @@ class WebhookDeliverer:
 
     async def aclose(self) -> None:
         await self._outcomes.wait_closed()
+        for sender in self.senders.values():
+            await sender.aclose()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -183,8 +204,18 @@ class WebhookDeliverer:
             return await self._release_disabled(delivery, endpoint)
 
         attempt = delivery.attempts + 1
-        result = await self._send(event, endpoint)
+        result = await self._send_by_kind(event, endpoint)
         return await self._finish(delivery, endpoint, attempt, result)
+
+    async def _send_by_kind(self, event: Event, endpoint: EndpointRow) -> AttemptResult:
+        if endpoint.kind == "https":
+            return await self._send(event, endpoint)
+        sender = self.senders.get(endpoint.kind)
+        if sender is None:
+            return AttemptResult(
+                None, f"this worker has no sender for endpoints of kind {endpoint.kind!r}", 0
+            )
+        return await sender.send(event, endpoint)
 
     async def _claim(self, delivery_id: str, job: DeliveryJob | None) -> DeliveryJob | None:
         """Load the delivery unless given, and make sure this worker holds its lease.
@@ -222,7 +253,7 @@ class WebhookDeliverer:
             status_code: int | None, error: str | None, retry_after: float | None = None
         ) -> AttemptResult:
             latency_ms = round((time.monotonic() - started) * 1000)
-            return AttemptResult(status_code, _shorten(error), latency_ms, retry_after)
+            return AttemptResult(status_code, shorten_error(error), latency_ms, retry_after)
 
         try:
             parsed = self.guard.parse(endpoint.url)
@@ -390,7 +421,8 @@ def _connect_error(exc: httpx.ConnectError) -> str:
     return f"connection failed: {exc or type(exc).__name__}"
 
 
-def _shorten(error: str | None) -> str | None:
+def shorten_error(error: str | None) -> str | None:
+    """Cut an error message to ``MAX_ERROR_LENGTH`` characters, the size of the attempt log's column."""
     if error is None or len(error) <= MAX_ERROR_LENGTH:
         return error
     return error[: MAX_ERROR_LENGTH - 3] + "..."

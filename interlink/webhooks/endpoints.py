@@ -91,7 +91,7 @@ def validate_event_types(event_types: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(event_types))
 
 
-def _validate_description(description: str | None) -> None:
+def validate_description(description: str | None) -> None:
     if description is not None and len(description) > MAX_DESCRIPTION_LENGTH:
         raise InvalidEndpoint(
             f"description is {len(description)} characters long; the maximum is {MAX_DESCRIPTION_LENGTH}",
@@ -125,7 +125,7 @@ async def create_endpoint(
     ``guard``, see ``urls.py``), an unknown event type, an unknown connection.
     """
     types = validate_event_types(event_types)
-    _validate_description(description)
+    validate_description(description)
     checked_url = await _checked_url(guard, url)
     secret = generate_secret()
     async with db.write() as connection:
@@ -165,6 +165,7 @@ async def change_endpoint(
 
     Disabling emits ``webhook_endpoint.disabled`` and fails its pending
     deliveries; enabling clears the disabled reason and the failure streak.
+    Only an HTTPS endpoint has a URL to change.
     """
     values: dict[str, object] = {}
     if url is not None:
@@ -172,12 +173,18 @@ async def change_endpoint(
     if event_types is not None:
         values["event_types"] = validate_event_types(event_types)
     if description is not None or clear_description:
-        _validate_description(description)
+        validate_description(description)
         values["description"] = description
     async with db.write() as connection:
         endpoint = await get_endpoint(connection, endpoint_id)
         if endpoint is None:
             raise NotFound(f"webhook endpoint {endpoint_id} not found")
+        if "url" in values and endpoint.kind != "https":
+            raise InvalidEndpoint(
+                f"webhook endpoint {endpoint_id} is of kind {endpoint.kind}, which has no url to change; "
+                "create a new endpoint to post elsewhere",
+                "url",
+            )
         if values:
             await update_endpoint(connection, endpoint_id, now=now, **values)
         if status == "disabled":
@@ -213,13 +220,19 @@ async def rotate_secret(
     """Give the endpoint a new secret; the old one keeps signing for ``grace_period``.
 
     Returns the endpoint and the new secret, shown only now. A secret that was
-    still in its grace period from an earlier rotation stops signing.
+    still in its grace period from an earlier rotation stops signing. Raises
+    ``InvalidEndpoint`` for an endpoint of another kind than HTTPS, which signs nothing.
     """
     secret = generate_secret()
     async with db.write() as connection:
         endpoint = await get_endpoint(connection, endpoint_id)
         if endpoint is None:
             raise NotFound(f"webhook endpoint {endpoint_id} not found")
+        if endpoint.kind != "https":
+            raise InvalidEndpoint(
+                f"webhook endpoint {endpoint_id} is of kind {endpoint.kind}, which has no signing secret",
+                "kind",
+            )
         await update_endpoint(
             connection,
             endpoint_id,

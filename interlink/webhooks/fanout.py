@@ -14,14 +14,16 @@ import logging
 from datetime import datetime
 
 from interlink.store import Database
-from interlink.store.events import list_events
+from interlink.store.events import Event, list_events
 from interlink.store.webhooks import (
+    EndpointRow,
     enabled_endpoints,
     event_exists_after,
     fanout_position,
     insert_deliveries,
     save_fanout_position,
 )
+from interlink.webhooks.matrix_target import is_own_message_change
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ async def fan_out(db: Database, *, now: datetime, batch: int = FANOUT_BATCH) -> 
                 (event.id, endpoint.id)
                 for event in new_events
                 for endpoint in endpoints
-                if event.seq > endpoint.start_seq and endpoint.subscribes_to(event.type, event.connection_id)
+                if event.seq > endpoint.start_seq and _receives(endpoint, event)
             ]
             queued += await insert_deliveries(connection, pairs, now=now)
             last = new_events[-1]
@@ -60,3 +62,10 @@ async def fan_out(db: Database, *, now: datetime, batch: int = FANOUT_BATCH) -> 
     if queued:
         logger.debug("webhook.fanout.queued deliveries=%d", queued)
     return queued
+
+
+def _receives(endpoint: EndpointRow, event: Event) -> bool:
+    if not endpoint.subscribes_to(event.type, event.connection_id):
+        return False
+    # A Matrix room would otherwise hear of its own messages after every sync of its connection.
+    return not is_own_message_change(endpoint, event)

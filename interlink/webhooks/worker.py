@@ -20,13 +20,16 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import Protocol
 
+from interlink.connectors.http import create_client
 from interlink.crypto import CredentialBox
 from interlink.settings import Settings
 from interlink.store import Database
 from interlink.store.webhooks import DeliveryJob, claim_due_deliveries, due_delivery_exists, load_deliveries
+from interlink.sync.engine import HttpFactory
 from interlink.webhooks import wakeup
 from interlink.webhooks.delivery import Clock, WebhookDeliverer, utcnow
 from interlink.webhooks.fanout import fan_out
+from interlink.webhooks.matrix_target import MatrixTarget
 from interlink.webhooks.urls import UrlGuard
 
 logger = logging.getLogger(__name__)
@@ -172,11 +175,27 @@ class DeliveryWorker:
 
 
 def create_delivery_worker(
-    db: Database, credentials: CredentialBox, settings: Settings, *, clock: Clock = utcnow
+    db: Database,
+    credentials: CredentialBox,
+    settings: Settings,
+    *,
+    clock: Clock = utcnow,
+    http_factory: HttpFactory = create_client,
 ) -> DeliveryWorker:
-    """Build the worker of one process from its settings."""
+    """Build the worker of one process from its settings.
+
+    ``http_factory`` builds the HTTP client that Matrix endpoints post through.
+    """
+    # NOTE: Runtime passes no http_factory here yet, so a runtime built with another factory
+    # still posts to Matrix rooms through connectors.http.create_client.
     guard = UrlGuard.from_settings(settings)
+    matrix = MatrixTarget(db, credentials, http_factory=http_factory)
     deliverer = WebhookDeliverer(
-        db, credentials, guard=guard, ca_bundle=settings.webhook_ca_bundle, clock=clock
+        db,
+        credentials,
+        guard=guard,
+        ca_bundle=settings.webhook_ca_bundle,
+        clock=clock,
+        senders={"matrix": matrix},
     )
     return DeliveryWorker(db, deliverer, clock=clock)
