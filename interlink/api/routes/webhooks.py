@@ -32,6 +32,7 @@ from interlink.webhooks.endpoints import (
     remove_endpoint,
     rotate_secret,
 )
+from interlink.webhooks.matrix_target import MatrixTarget, RoomCheckUnavailable, create_matrix_endpoint
 from interlink.webhooks.urls import UrlGuard
 
 router = APIRouter(tags=["webhooks"])
@@ -49,13 +50,27 @@ GuardDep = Annotated[UrlGuard, Depends(get_url_guard)]
 class EndpointCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(max_length=2048, description="HTTPS URL that receives the events.")
+    url: str | None = Field(
+        default=None, max_length=2048, description="HTTPS URL that receives the events (kind https only)."
+    )
     event_types: list[str] = Field(
         min_length=1, max_length=50, description='Event types to receive, or ["*"] for every type.'
     )
-    connection_id: str | None = Field(default=None, description="Receive only this connection's events.")
+    connection_id: str | None = Field(
+        default=None,
+        description="Kind https: receive only this connection's events. "
+        "Kind matrix: the Matrix connection that posts the messages (required).",
+    )
     description: str | None = Field(default=None, max_length=1000)
-    kind: Literal["https"] = Field(default="https", description='The endpoint kind; only "https" so far.')
+    kind: Literal["https", "matrix"] = Field(
+        default="https",
+        description='"https" sends signed requests to url; "matrix" posts a message per event to room_id.',
+    )
+    room_id: str | None = Field(
+        default=None,
+        max_length=255,
+        description="The id (!...) of a room the Matrix connection has joined (kind matrix only).",
+    )
 
 
 class EndpointPatch(BaseModel):
@@ -70,7 +85,8 @@ class EndpointPatch(BaseModel):
 class EndpointOut(BaseModel):
     id: str
     kind: str
-    url: str
+    url: str = Field(description="The HTTPS URL; for kind matrix, the room's matrix: URI.")
+    room_id: str | None = Field(description="The Matrix room of a matrix endpoint; null for https.")
     description: str | None
     event_types: list[str]
     connection_id: str | None
@@ -123,6 +139,7 @@ def endpoint_out(
         id=endpoint.id,
         kind=endpoint.kind,
         url=endpoint.url,
+        room_id=endpoint.room_id,
         description=endpoint.description,
         event_types=endpoint.event_types,
         connection_id=endpoint.connection_id,
@@ -152,6 +169,14 @@ async def create(
 ) -> EndpointOut:
     principal.require_operator()
     try:
+        if body.kind == "matrix":
+            return endpoint_out(await _create_matrix(body, services))
+        if body.room_id is not None:
+            raise InvalidEndpoint(
+                'room_id is only for kind "matrix"; leave it out for an HTTPS endpoint', "room_id"
+            )
+        if body.url is None:
+            raise InvalidEndpoint("url is missing; give the HTTPS URL that receives the events", "url")
         endpoint, secret = await create_endpoint(
             services.db,
             body.url,
@@ -165,6 +190,28 @@ async def create(
     except InvalidEndpoint as exc:
         raise _invalid(exc) from exc
     return endpoint_out(endpoint, secret)
+
+
+async def _create_matrix(body: EndpointCreate, services: Services) -> EndpointRow:
+    if body.url is not None:
+        raise InvalidEndpoint(
+            'url is not used by kind "matrix"; room_id names the room that receives the events', "url"
+        )
+    target = MatrixTarget(services.db, services.credentials, http_factory=services.http_factory)
+    try:
+        return await create_matrix_endpoint(
+            services.db,
+            target,
+            connection_id=body.connection_id,
+            room_id=body.room_id,
+            event_types=body.event_types,
+            description=body.description,
+            now=services.clock(),
+        )
+    except RoomCheckUnavailable as exc:
+        raise Problem(503, "source-unavailable", str(exc)) from exc
+    finally:
+        await target.aclose()
 
 
 @router.get("/v1/webhook-endpoints", response_model=EndpointPage)
@@ -255,6 +302,8 @@ async def rotate(endpoint_id: str, principal: CurrentPrincipal, services: Servic
         )
     except NotFound as exc:
         raise _not_found(exc) from exc
+    except InvalidEndpoint as exc:
+        raise _invalid(exc) from exc
     return endpoint_out(endpoint, secret, now=now)
 
 
