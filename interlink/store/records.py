@@ -106,16 +106,15 @@ async def upsert_page(
     # ``records`` column types would bind, without their per-value processing in SQLAlchemy.
     postgresql_dialect = connection.dialect.name == "postgresql"
     stamp = _timestamp_postgresql if postgresql_dialect else _timestamp_sqlite
+    stamped_now = stamp(now)
     if inserts:
         statement = _INSERT_SQL_POSTGRESQL if postgresql_dialect else _INSERT_SQL_SQLITE
-        await connection.exec_driver_sql(
-            statement, [_insert_row(record, connection_id, entity, now, seq, stamp) for record in inserts]
-        )
+        rows = [_insert_row(record, connection_id, entity, stamped_now, seq, stamp) for record in inserts]
+        await connection.exec_driver_sql(statement, rows)
     if updates:
         statement = _UPDATE_SQL_POSTGRESQL if postgresql_dialect else _UPDATE_SQL_SQLITE
-        await connection.exec_driver_sql(
-            statement, [_update_row(record, now, seq, stamp) for record in updates]
-        )
+        rows = [_update_row(record, stamped_now, seq, stamp) for record in updates]
+        await connection.exec_driver_sql(statement, rows)
     return counts
 
 
@@ -162,7 +161,8 @@ def _timestamp_sqlite(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r} given; Interlink stores aware UTC times")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+    return utc.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 def _timestamp_postgresql(value: datetime | None) -> datetime | None:
@@ -176,11 +176,10 @@ def _insert_row(
     record: PreparedRecord,
     connection_id: str,
     entity: str,
-    now: datetime,
+    stamped_now: Any,
     seq: int,
     stamp: Callable[[datetime | None], Any],
 ) -> tuple[Any, ...]:
-    stamped_now = stamp(now)
     return (
         record.id,
         connection_id,
@@ -201,9 +200,8 @@ def _insert_row(
 
 
 def _update_row(
-    record: PreparedRecord, now: datetime, seq: int, stamp: Callable[[datetime | None], Any]
+    record: PreparedRecord, stamped_now: Any, seq: int, stamp: Callable[[datetime | None], Any]
 ) -> tuple[Any, ...]:
-    stamped_now = stamp(now)
     return (
         storage_json(record.data),
         storage_json(record.raw),
