@@ -78,7 +78,9 @@ class Runtime:
         self.dispatcher = LocalDispatcher(self.engine.execute_run, concurrency=self.settings.workers)
         self.engine.on_run_waiting = self.dispatcher.dispatch
         self.reaper = Reaper(self.db, self.dispatcher, clock=self.clock)
-        self.webhooks = create_delivery_worker(self.db, self.credentials, self.settings, clock=self.clock)
+        self.webhooks = create_delivery_worker(
+            self.db, self.credentials, self.settings, clock=self.clock, http_factory=self.http_factory
+        )
         self.scheduler = Scheduler(self.db, self.dispatcher, clock=self.clock)
         self.health = HealthMonitor(
             self.db, self.credentials, clock=self.clock, http_factory=self.http_factory

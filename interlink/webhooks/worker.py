@@ -186,8 +186,6 @@ def create_delivery_worker(
 
     ``http_factory`` builds the HTTP client that Matrix endpoints post through.
     """
-    # NOTE: Runtime passes no http_factory here yet, so a runtime built with another factory
-    # still posts to Matrix rooms through connectors.http.create_client.
     guard = UrlGuard.from_settings(settings)
     matrix = MatrixTarget(db, credentials, http_factory=http_factory)
     deliverer = WebhookDeliverer(

@@ -94,7 +94,7 @@ async def test_create_rejects_unknown_connection(api: Api) -> None:
     assert response.json()["errors"][0]["field"] == "connection_id"
 
 
-async def test_create_rejects_matrix_kind_for_now(api: Api) -> None:
+async def test_matrix_kind_rejects_url_without_room(api: Api) -> None:
     response = await api.client.post(
         "/v1/webhook-endpoints",
         json={"url": URL, "event_types": ["*"], "kind": "matrix"},
