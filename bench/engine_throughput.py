@@ -60,7 +60,7 @@ from interlink.connectors.errors import SourceDataError, SourceTimeout
 from interlink.connectors.http import send
 from interlink.crypto import generate_secret_key
 from interlink.model import PurchaseOrder, PurchaseOrderLine, Ref, record_id
-from interlink.runtime import Runtime, tune_garbage_collector
+from interlink.runtime import Runtime, freeze_startup_objects
 from interlink.settings import Settings
 from interlink.store.connections import insert_connection
 from interlink.sync.engine import SyncEngine
@@ -284,7 +284,7 @@ async def run_engine(
 
         if gc_freeze:
             # As `interlink serve` and `interlink sync` do once started.
-            tune_garbage_collector()
+            freeze_startup_objects()
         started = time.perf_counter()
         cpu_started = cpu_seconds()
         with GcTimer() as gc_timer:
@@ -481,7 +481,7 @@ def main() -> None:
         "--gc-freeze",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="tune the engine process's garbage collector before the run, as `interlink serve` does",
+        help="freeze the engine process's startup objects before the run, as `interlink serve` does",
     )
     # Used by the benchmark itself to start a contender in a child process.
     parser.add_argument("--contender", choices=("engine",), help=argparse.SUPPRESS)

@@ -20,7 +20,7 @@ from interlink.crypto import SecretKeyError, generate_secret_key, generate_token
 from interlink.errors import InterlinkError
 from interlink.logs import configure_logging
 from interlink.model import ConnectionSettings
-from interlink.runtime import Runtime, tune_garbage_collector
+from interlink.runtime import Runtime, freeze_startup_objects
 from interlink.secrets_rotation import KeyRing, RotationReport, RotationStatus, rotate_all, rotation_status
 from interlink.settings import Settings
 from interlink.store.api_keys import insert_api_key, list_api_keys, revoke_api_key
@@ -82,7 +82,7 @@ def serve(
     settings = _settings(service=True)
     runtime = _runtime(settings, workers=workers)
     api = runtime.app()
-    tune_garbage_collector()
+    freeze_startup_objects()
     uvicorn.run(api, host=host, port=port, log_config=None, proxy_headers=False)
 
 
@@ -192,7 +192,7 @@ def sync(
 async def _sync(runtime: Runtime, connection_id: str, entities: list[str] | None, mode: str) -> list[RunRow]:
     try:
         await runtime.start()
-        tune_garbage_collector()
+        freeze_startup_objects()
         async with runtime.db.read() as db:
             connection = await get_connection(db, connection_id)
         if connection is None:
@@ -414,7 +414,7 @@ def demo(
     from interlink.demo.run import run_demo
 
     configure_logging("INFO")
-    tune_garbage_collector()
+    freeze_startup_objects()
     try:
         run_demo(host=host, port=port, directory=directory.resolve(), purchases=purchases)
     except InterlinkError as exc:

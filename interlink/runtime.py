@@ -28,24 +28,19 @@ from interlink.webhooks import create_delivery_worker
 logger = logging.getLogger(__name__)
 
 
-# Collect the youngest generation after 50,000 net container allocations instead of Python's
-# 700, and the older ones rarely, because a sync page creates many short-lived dicts, lists
-# and models for each record.
-_GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def tune_garbage_collector() -> None:
-    """Freeze every object that exists now, and make collections rarer, for a long-running process.
+def freeze_startup_objects() -> None:
+    """Move every object that exists now to the collector's permanent generation, once after startup.
 
     The process keeps its modules, settings and app until it exits, so
-    ``gc.freeze`` spares full collections from scanning them again. In
-    ``bench/engine_throughput.py`` runs of 30,000 records on 2 cores, the
-    engine spent about 12 µs per record in the collector with freezing alone,
-    and below 1 µs with these thresholds too, at about 17 MB more peak RSS.
-    Call it once, after startup.
+    ``gc.freeze`` spares full collections from scanning them again. The
+    collection thresholds stay at Python's defaults: with the youngest
+    generation's threshold at 50,000, ``bench/engine_throughput.py`` spent
+    almost no time in the collector, but the engine's peak RSS over 100,000
+    records rose from about 168 to 231 MB, because httpx responses of past
+    pages, each holding a page's body, are reference cycles that then waited
+    long for a collection.
     """
     gc.freeze()
-    gc.set_threshold(*_GC_THRESHOLDS)
 
 
 @dataclass
