@@ -13,11 +13,13 @@ repeats an earlier one raises ``SourceDataError``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -88,15 +90,19 @@ def parse_json(response: httpx.Response) -> Any:
 
 def classify(response: httpx.Response) -> ConnectorError | None:
     """Classify like ``error_for_response``, and treat a success whose body is not JSON as retryable."""
+    return classify_and_parse(response)[0]
+
+
+def classify_and_parse(response: httpx.Response) -> tuple[ConnectorError | None, Any]:
+    """Classify like ``classify`` and return the parsed body of a success too, or ``None`` for a 204."""
     problem = error_for_response(response)
     if problem is not None or response.status_code == 204:
-        return problem
+        return problem, None
     try:
-        parse_json(response)
+        return None, parse_json(response)
     except ValueError:
         where = f"{response.request.method} {redact_url(response.request.url)}"
-        return SourceUnavailable(f"{where} answered a body that is not valid JSON", status_code=200)
-    return None
+        return SourceUnavailable(f"{where} answered a body that is not valid JSON", status_code=200), None
 
 
 def answered_at(response: httpx.Response) -> datetime | None:
@@ -165,6 +171,22 @@ class BusinessCentralClient:
 
     async def get(self, url: str, params: Mapping[str, str] | None = None) -> httpx.Response:
         """GET ``url`` with a bearer token, renewing the token once after a 401."""
+        response, _ = await self.get_json(url, params)
+        return response
+
+    async def get_json(self, url: str, params: Mapping[str, str] | None = None) -> tuple[httpx.Response, Any]:
+        """GET ``url`` like ``get`` and return the response with its parsed JSON body.
+
+        The body is parsed once, by the check that retries a body that is not JSON.
+        """
+        parsed: list[Any] = [None]
+
+        def keep_body(response: httpx.Response) -> ConnectorError | None:
+            # send() returns the response of the last call that found no problem, so
+            # parsed[0] ends up as that response's body.
+            problem, parsed[0] = classify_and_parse(response)
+            return problem
+
         for renew in (False, True):
             token = await self.access_token(renew=renew)
             request = self.http.build_request(
@@ -178,7 +200,8 @@ class BusinessCentralClient:
                 timeout=self.tuning.request_timeout,
             )
             try:
-                return await send(self.http, request, policy=self.tuning.retry, classify=classify)
+                response = await send(self.http, request, policy=self.tuning.retry, classify=keep_body)
+                return response, parsed[0]
             except AuthenticationError as exc:
                 if renew:
                     hint = (
@@ -196,7 +219,7 @@ class BusinessCentralClient:
     async def company_url(self) -> str:
         """Return the URL of the company, discovering its id when the credentials name none."""
         if self.company_id is None:
-            body = parse_json(await self.get(f"{self.api_root}/companies"))
+            _, body = await self.get_json(f"{self.api_root}/companies")
             companies = body.get("value", [])
             if len(companies) != 1:
                 names = ", ".join(f"{c.get('name')} ({c.get('id')})" for c in companies) or "none"
@@ -214,33 +237,63 @@ class BusinessCentralClient:
         return f"{self.api_root}/companies({company})"
 
     async def pages(self, url: str, params: Mapping[str, str] | None = None) -> AsyncIterator[ODataPage]:
-        """Yield the pages of a collection, following ``@odata.nextLink`` within the tuning's bounds."""
+        """Yield the pages of a collection, following ``@odata.nextLink`` within the tuning's bounds.
+
+        The request for the next page is sent before the current page is
+        yielded, so the source prepares it while the caller stores the
+        current one. At most one request is in flight, and closing the
+        iterator cancels it.
+        """
         deadline = self.monotonic() + self.tuning.read_deadline
         seen: set[str] = set()
-        current: str | None = url
-        query = params
-        for _ in range(self.tuning.max_pages):
-            if current is None:
-                return
-            if self.monotonic() > deadline:
-                raise SourceTimeout(
-                    f"reading {redact_url(url)} took longer than {self.tuning.read_deadline:.0f} s; stopped"
-                )
-            response = await self.get(current, query)
-            body = parse_json(response)
-            page_url = str(response.request.url)
-            next_link = body.get("@odata.nextLink")
-            if next_link is not None:
-                next_link = str(httpx.URL(next_link))
-            if next_link is not None and (next_link == page_url or next_link in seen):
-                raise SourceDataError(
-                    f"GET {redact_url(page_url)} answered an @odata.nextLink that repeats an earlier page "
-                    f"({redact_url(next_link)}); the source's paging does not advance, so the read stopped"
-                )
-            seen.add(page_url)
-            yield ODataPage(list(body.get("value", [])), next_link, page_url, answered_at(response))
-            current, query = next_link, None
-        raise SourceDataError(f"reading {redact_url(url)} passed {self.tuning.max_pages} pages; stopped")
+        pending = await self._request_page(url, params)
+        try:
+            for number in range(1, self.tuning.max_pages + 1):
+                if self.monotonic() > deadline:
+                    limit = self.tuning.read_deadline
+                    raise SourceTimeout(f"reading {redact_url(url)} took longer than {limit:.0f} s; stopped")
+                response, body = await pending
+                page_url = str(response.request.url)
+                next_link = _next_link(page_url, body, seen)
+                seen.add(page_url)
+                if next_link is not None and number < self.tuning.max_pages:
+                    pending = await self._request_page(next_link, None)
+                yield ODataPage(list(body.get("value", [])), next_link, page_url, answered_at(response))
+                if next_link is None:
+                    return
+            raise SourceDataError(f"reading {redact_url(url)} passed {self.tuning.max_pages} pages; stopped")
+        finally:
+            if not pending.done():
+                pending.cancel()
+                with suppress(asyncio.CancelledError):
+                    await pending
+            elif not pending.cancelled():
+                # Retrieving the outcome keeps asyncio from logging the error of a page no longer wanted.
+                pending.exception()
+
+    async def _request_page(
+        self, url: str, params: Mapping[str, str] | None
+    ) -> asyncio.Task[tuple[httpx.Response, Any]]:
+        """Start GET ``url`` in a task and let it send the request before returning."""
+        task = asyncio.create_task(self.get_json(url, params))
+        # One turn of the event loop sends the request, so the source works on it while
+        # the caller maps the current page without awaiting anything.
+        await asyncio.sleep(0)
+        return task
+
+
+def _next_link(page_url: str, body: Mapping[str, Any], seen: set[str]) -> str | None:
+    """Return the page's ``@odata.nextLink``; raise ``SourceDataError`` when it repeats an earlier page."""
+    next_link = body.get("@odata.nextLink")
+    if next_link is None:
+        return None
+    next_link = str(httpx.URL(next_link))
+    if next_link == page_url or next_link in seen:
+        raise SourceDataError(
+            f"GET {redact_url(page_url)} answered an @odata.nextLink that repeats an earlier page "
+            f"({redact_url(next_link)}); the source's paging does not advance, so the read stopped"
+        )
+    return next_link
 
 
 def _classify_token(response: httpx.Response) -> ConnectorError | None:
