@@ -409,6 +409,9 @@ def demo(
         ".interlink-demo"
     ),
     purchases: Annotated[int, typer.Option(help="Purchase orders to seed in the demo Tryton.")] = 30,
+    tryton: Annotated[
+        bool, typer.Option("--tryton/--no-tryton", help="Start a local Tryton ERP too.")
+    ] = True,
 ) -> None:
     """Start a throwaway Tryton with seeded data, link it, sync it, and serve the API until interrupted."""
     from interlink.demo.run import run_demo
@@ -416,7 +419,7 @@ def demo(
     configure_logging("INFO")
     freeze_startup_objects()
     try:
-        run_demo(host=host, port=port, directory=directory.resolve(), purchases=purchases)
+        run_demo(host=host, port=port, directory=directory.resolve(), purchases=purchases, tryton=tryton)
     except InterlinkError as exc:
         raise _fail(str(exc)) from exc
 

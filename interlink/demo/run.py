@@ -16,6 +16,7 @@ import json
 import logging
 import pkgutil
 import socket
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +35,13 @@ from interlink.model import ConnectionSettings
 from interlink.runtime import Runtime
 from interlink.settings import Settings
 from interlink.store.api_keys import insert_api_key
-from interlink.store.connections import list_connections
+from interlink.store.connections import list_connections, transition_status, update_connection
 from interlink.store.records import RecordFilter, list_records
 from interlink.sync.requests import request_syncs
 
 logger = logging.getLogger(__name__)
-console = Console(stderr=True)
+# Output that is not a terminal keeps long lines, such as the curl command, in one piece.
+console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 
 # The demo's Tryton admin password: fixed, so the seeded template is built once.
 TRYTON_ADMIN_PASSWORD = "interlink-demo"  # noqa: S105 - a local throwaway server
@@ -52,14 +54,14 @@ class DemoSystem:
     credentials: dict[str, str]
 
 
-def run_demo(*, host: str, port: int, directory: Path, purchases: int) -> None:
+def run_demo(*, host: str, port: int, directory: Path, purchases: int, tryton: bool = True) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_demo(host=host, port=port, directory=directory, purchases=purchases))
+        asyncio.run(_demo(host=host, port=port, directory=directory, purchases=purchases, tryton=tryton))
     console.print("demo stopped")
 
 
-async def _demo(*, host: str, port: int, directory: Path, purchases: int) -> None:
+async def _demo(*, host: str, port: int, directory: Path, purchases: int, tryton: bool) -> None:
     settings = Settings(
         database_url=f"sqlite:///{directory / 'interlink.sqlite3'}",
         secret_key=_demo_secret_key(directory),
@@ -70,10 +72,10 @@ async def _demo(*, host: str, port: int, directory: Path, purchases: int) -> Non
     runtime = Runtime(settings)
     async with contextlib.AsyncExitStack() as stack:
         systems: list[DemoSystem] = []
-        tryton = _start_tryton(directory, purchases)
-        if tryton is not None:
-            stack.callback(tryton.stop)
-            systems.append(tryton_system(tryton))
+        tryton_server = _start_tryton(directory, purchases) if tryton else None
+        if tryton_server is not None:
+            stack.callback(tryton_server.stop)
+            systems.append(tryton_system(tryton_server))
         for name, serve in sandbox_modules():
             base_url = await stack.enter_async_context(_serve_sandbox(name, serve))
             systems.append(DemoSystem(name, serve.demo_credentials(base_url)))
@@ -190,7 +192,14 @@ async def _link(runtime: Runtime, systems: list[DemoSystem]) -> dict[str, str]:
     linked: dict[str, str] = {}
     for system in systems:
         if system.integration in existing:
-            linked[system.integration] = existing[system.integration]
+            # The systems listen on new ports at every start, so the stored credentials are refreshed.
+            connection_id = existing[system.integration]
+            async with runtime.db.write() as db:
+                await update_connection(
+                    db, connection_id, credentials=runtime.credentials.encrypt(system.credentials)
+                )
+                await transition_status(db, connection_id, "active")
+            linked[system.integration] = connection_id
             continue
         created = await create_connection(
             runtime.db,

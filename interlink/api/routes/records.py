@@ -71,15 +71,30 @@ def _register(entity: Entity) -> None:
     async def list_entity(
         principal: CurrentPrincipal,
         services: Annotated[Services, Depends(get_services)],
-        connection_id: str | None = None,
-        end_user_id: str | None = None,
-        remote_id: str | None = None,
-        modified_after: AwareDatetime | None = None,
-        remote_updated_after: AwareDatetime | None = None,
-        include_deleted: bool = False,
-        include_remote_data: bool = False,
-        page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
-        cursor: str | None = None,
+        connection_id: Annotated[
+            str | None, Query(description="Only this connection's records (implied by a connection token).")
+        ] = None,
+        end_user_id: Annotated[
+            str | None, Query(description="Only records of the connections of this end user.")
+        ] = None,
+        remote_id: Annotated[str | None, Query(description="The record with this source key.")] = None,
+        modified_after: Annotated[
+            AwareDatetime | None, Query(description="Records Interlink changed after this RFC 3339 time.")
+        ] = None,
+        remote_updated_after: Annotated[
+            AwareDatetime | None, Query(description="Records the source changed after this RFC 3339 time.")
+        ] = None,
+        include_deleted: Annotated[
+            bool, Query(description="Also return records the source deleted, with deleted=true.")
+        ] = False,
+        include_remote_data: Annotated[
+            bool, Query(description="Add the raw source record as remote_data.")
+        ] = False,
+        page_size: Annotated[int, Query(ge=1, le=1000, description="Records per page, 1 to 1000.")] = 100,
+        cursor: Annotated[
+            str | None,
+            Query(description="The next_cursor of the previous page; it is bound to the filters above."),
+        ] = None,
     ) -> JSONResponse:
         record_filter = RecordFilter(
             entity=entity.name,
