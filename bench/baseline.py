@@ -26,6 +26,7 @@ import resource
 import sqlite3
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -173,8 +174,10 @@ def open_database(path: str) -> sqlite3.Connection:
     return connection
 
 
-def write_page(database: sqlite3.Connection, rows: list[tuple[str, ...]], cursor: str | None) -> int:
-    """Upsert a page of rows and save its cursor in one transaction; return the rows written.
+def write_page(
+    database: sqlite3.Connection, rows: Sequence[tuple[str | None, ...]], cursor: str | None
+) -> int:
+    """Upsert a page of rows and save its cursor in one transaction, and return the rows written.
 
     A row has the columns of ``purchase_orders`` in table order. A ``None``
     cursor leaves the saved one as it was.
