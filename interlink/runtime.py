@@ -33,12 +33,11 @@ def freeze_startup_objects() -> None:
 
     The process keeps its modules, settings and app until it exits, so
     ``gc.freeze`` spares full collections from scanning them again. The
-    collection thresholds stay at Python's defaults: with the youngest
+    collection thresholds stay at Python's defaults. With the youngest
     generation's threshold at 50,000, ``bench/engine_throughput.py`` spent
     almost no time in the collector, but the engine's peak RSS over 100,000
-    records rose from about 168 to 231 MB, because httpx responses of past
-    pages, each holding a page's body, are reference cycles that then waited
-    long for a collection.
+    records rose from about 168 to 231 MB. The httpx responses of past pages
+    are reference cycles that keep a page's body until a collection runs.
     """
     gc.freeze()
 
