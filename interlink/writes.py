@@ -26,7 +26,7 @@ from interlink.connectors.errors import AuthenticationError
 from interlink.connectors.registry import get_integration
 from interlink.crypto import CredentialBox
 from interlink.errors import InterlinkError
-from interlink.model import Entity, Ref, content_hash, get_entity, record_id
+from interlink.model import Entity, Ref, content_hash, get_entity
 from interlink.model.ids import RECORD_ID_PREFIXES
 from interlink.store import Database
 from interlink.store.connections import ConnectionRow, get_connection, transition_status, update_connection
@@ -44,6 +44,7 @@ from interlink.store.records import (
     upsert_page,
 )
 from interlink.sync.engine import HttpFactory
+from interlink.sync.prepare import prepare_record
 
 logger = logging.getLogger(__name__)
 
@@ -99,33 +100,6 @@ def reference_fields(entity: Entity) -> set[str]:
         if annotation is Ref or (is_union and Ref in typing.get_args(annotation)):
             fields.add(name)
     return fields
-
-
-def prepare_record(
-    connection_id: str, integration: Integration, entity: str, record: SourceRecord
-) -> PreparedRecord:
-    """Serialize and hash a record exactly as the sync engine does, so its next sync finds it unchanged."""
-    data = record.data.model_dump(mode="json")
-    raw = {key: value for key, value in record.raw.items() if key not in integration.volatile_fields}
-    digest = content_hash(
-        {
-            "data": data,
-            "raw": raw,
-            "remote_created_at": record.remote_created_at,
-            "remote_updated_at": record.remote_updated_at,
-            "deleted": record.deleted,
-        }
-    )
-    return PreparedRecord(
-        id=record_id(connection_id, entity, record.remote_id),
-        remote_id=record.remote_id,
-        data=data,
-        raw=raw,
-        content_hash=digest,
-        remote_created_at=record.remote_created_at,
-        remote_updated_at=record.remote_updated_at,
-        deleted=record.deleted,
-    )
 
 
 @dataclass

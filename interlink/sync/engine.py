@@ -27,8 +27,7 @@ from interlink.connectors.http import create_client
 from interlink.connectors.registry import get_integration
 from interlink.crypto import CredentialBox
 from interlink.errors import InterlinkError
-from interlink.model import ConnectionSettings, content_hash
-from interlink.model.ids import build_record_id
+from interlink.model import ConnectionSettings
 from interlink.store import Database
 from interlink.store.connections import ConnectionRow, get_connection, transition_status, update_connection
 from interlink.store.cursors import encode_cursor
@@ -53,6 +52,7 @@ from interlink.store.runs import (
     save_sync_state,
     waiting_run,
 )
+from interlink.sync.prepare import prepare_record
 
 logger = logging.getLogger(__name__)
 
@@ -246,29 +246,7 @@ class SyncEngine:
     def _prepare(
         self, connection_id: str, integration: Integration, entity: str, record: SourceRecord
     ) -> PreparedRecord:
-        data = record.data.model_dump(mode="json")
-        raw = record.raw
-        if integration.volatile_fields:
-            raw = {key: value for key, value in raw.items() if key not in integration.volatile_fields}
-        digest = content_hash(
-            {
-                "data": data,
-                "raw": raw,
-                "remote_created_at": record.remote_created_at,
-                "remote_updated_at": record.remote_updated_at,
-                "deleted": record.deleted,
-            }
-        )
-        return PreparedRecord(
-            id=build_record_id(connection_id, entity, record.remote_id),
-            remote_id=record.remote_id,
-            data=data,
-            raw=raw,
-            content_hash=digest,
-            remote_created_at=record.remote_created_at,
-            remote_updated_at=record.remote_updated_at,
-            deleted=record.deleted,
-        )
+        return prepare_record(connection_id, integration, entity, record)
 
     async def _commit_page_to_end(
         self, run: RunRow, prepared: list[PreparedRecord], cursor: str | None, state: _Progress

@@ -1,0 +1,42 @@
+"""Turning a connector's record into a stored one: serialized, hashed, with its Interlink id.
+
+The sync engine and the API's write path both store records through this one
+function, so a record written through the API is found unchanged by the
+next sync.
+"""
+
+from __future__ import annotations
+
+from interlink.connectors.base import Integration, SourceRecord
+from interlink.model import content_hash
+from interlink.model.ids import build_record_id
+from interlink.store.records import PreparedRecord
+
+
+def prepare_record(
+    connection_id: str, integration: Integration, entity: str, record: SourceRecord
+) -> PreparedRecord:
+    """Serialize ``record`` and compute its content hash, without the integration's volatile raw fields."""
+    data = record.data.model_dump(mode="json")
+    raw = record.raw
+    if integration.volatile_fields:
+        raw = {key: value for key, value in raw.items() if key not in integration.volatile_fields}
+    digest = content_hash(
+        {
+            "data": data,
+            "raw": raw,
+            "remote_created_at": record.remote_created_at,
+            "remote_updated_at": record.remote_updated_at,
+            "deleted": record.deleted,
+        }
+    )
+    return PreparedRecord(
+        id=build_record_id(connection_id, entity, record.remote_id),
+        remote_id=record.remote_id,
+        data=data,
+        raw=raw if isinstance(raw, dict) else dict(raw),
+        content_hash=digest,
+        remote_created_at=record.remote_created_at,
+        remote_updated_at=record.remote_updated_at,
+        deleted=record.deleted,
+    )
