@@ -17,7 +17,7 @@ from interlink.store.connections import connection_for_token
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: an operator with full access, or one connection's token."""
+    """The caller: an operator with full access, or one connection's token."""
 
     api_key_id: str | None = None
     connection_id: str | None = None
@@ -33,7 +33,7 @@ class Principal:
             )
 
     def check_connection(self, connection_id: str) -> None:
-        """Hide other connections from a connection token: they answer 404, as if absent."""
+        """Hide other connections from a connection token: they return 404, as if absent."""
         if self.connection_id is not None and connection_id != self.connection_id:
             raise Problem(404, "not-found", f"connection {connection_id} not found")
 

@@ -1,4 +1,4 @@
-"""RFC 9457 problem details for every error answer, the framework's own included."""
+"""RFC 9457 problem details for every error response, the framework's own included."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ PROBLEM_TYPE_BASE = "https://interlink.dev/problems/"
 
 
 class Problem(Exception):
-    """An error answer: status, a stable type slug, and a detail a person can act on."""
+    """An error response: status, a stable type slug, and a detail a person can act on."""
 
     def __init__(
         self, status: int, slug: str, detail: str, *, errors: list[dict[str, Any]] | None = None

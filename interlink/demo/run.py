@@ -245,7 +245,7 @@ async def _first_sync(runtime: Runtime, connection_ids: dict[str, str]) -> None:
 
 
 async def _show_purchase_orders(runtime: Runtime, connection_ids: dict[str, str]) -> None:
-    """Print two purchase orders per system, and whether every system answers in one shape."""
+    """Print two purchase orders per system, and whether every system returns them in one shape."""
     shapes: dict[str, frozenset[str]] = {}
     for name, connection_id in connection_ids.items():
         async with runtime.db.read() as db:
@@ -259,7 +259,7 @@ async def _show_purchase_orders(runtime: Runtime, connection_ids: dict[str, str]
             summary = {key: order[key] for key in shown}
             console.print_json(json.dumps(summary))
     if len(set(shapes.values())) == 1:
-        console.print(f"GET /v1/purchase-orders answers in one shape for: {', '.join(sorted(shapes))}")
+        console.print(f"GET /v1/purchase-orders returns one shape for: {', '.join(sorted(shapes))}")
     elif shapes:
         console.print("[red]purchase orders differ in shape between systems[/red]")
 

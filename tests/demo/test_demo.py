@@ -24,7 +24,7 @@ def free_port() -> int:
 
 
 def run_demo_once(directory: Path, log: Path) -> tuple[str, str]:
-    """Start the demo, wait until it serves, call the API, stop it; return its output and the API answer."""
+    """Start the demo, wait until it serves, call the API, stop it; return its output and the API response."""
     port = free_port()
     command = [sys.executable, "-m", "interlink.cli", "demo", "--no-tryton", "--port", str(port)]
     with log.open("w") as output:
@@ -58,7 +58,7 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     first, first_orders = run_demo_once(directory, tmp_path / "first.log")
     second, second_orders = run_demo_once(directory, tmp_path / "second.log")
 
-    assert "answers in one shape for" in first
+    assert "returns one shape for" in first
     assert "sync.run.failed" not in first
     assert "sync.run.failed" not in second  # the reused connections reach the systems' new ports
     assert "linked" in first

@@ -25,14 +25,14 @@ async def readyz(services: Annotated[Services, Depends(get_services)]) -> dict[s
     try:
         async with services.db.read() as db:
             await db.execute(text("SELECT 1"))
-    except Exception as exc:  # any failure means "not ready"; the reason goes to the answer
+    except Exception as exc:  # any failure means "not ready"; the reason goes into the response
         return problem_response(503, "not-ready", f"the database does not answer: {type(exc).__name__}")
     return {"status": "ready"}
 
 
 @router.get("/v1/schemas/{entity}", tags=["schemas"])
 async def entity_schema(entity: str) -> dict[str, Any]:
-    """The JSON Schema of one unified entity's records (snake_case or kebab-case plural name)."""
+    """Return the JSON Schema of one unified entity's records (snake_case or kebab-case plural name)."""
     found = ENTITIES.get(entity) or ENTITIES_BY_PATH.get(entity)
     if found is None:
         raise Problem(404, "not-found", f"unknown entity {entity!r}; valid entities: {', '.join(ENTITIES)}")

@@ -2,7 +2,7 @@
 
 JSON-RPC (``POST /<database>/rpc/``): ``common.db.login`` returns a session,
 sent afterwards as ``Authorization: Session base64(login:user_id:key)``; a
-dead session answers HTTP 401 with an empty body, and the client logs in
+dead session gets HTTP 401 with an empty body, and the client logs in
 again once. REST (``/<database>/rest/model/<model>``) takes a bearer
 application key, which survives password changes; a rejected key cannot be
 repaired. Both return the same shapes once decoded: tagged values
@@ -78,7 +78,7 @@ def parse_json(response: httpx.Response) -> Any:
         return json.loads(response.content, parse_float=Decimal)
     except ValueError as exc:
         raise SourceDataError(
-            f"Tryton answered {response.request.method} {response.request.url.path} with invalid JSON"
+            f"Tryton returned invalid JSON for {response.request.method} {response.request.url.path}"
         ) from exc
 
 
@@ -194,7 +194,7 @@ class RpcClient:
         response = await send(self._http, request, policy=self._policy)
         body = parse_json(response)
         if not isinstance(body, dict):
-            raise SourceDataError(f"Tryton answered {method} with {type(body).__name__}, not an object")
+            raise SourceDataError(f"Tryton returned {type(body).__name__} for {method}, not an object")
         if body.get("error"):
             raise _rpc_error(method, body["error"])
         return body.get("result")
@@ -261,7 +261,7 @@ class RestClient:
             ) from exc
         body = parse_json(response)
         if not isinstance(body, list):
-            raise SourceDataError(f"Tryton's REST answer for {model} is {type(body).__name__}, not a list")
+            raise SourceDataError(f"Tryton's REST response for {model} is {type(body).__name__}, not a list")
         return [decode_value(record) for record in body]
 
 
