@@ -57,7 +57,7 @@ from interlink.connectors.base import (
     SourceRecord,
 )
 from interlink.connectors.errors import SourceDataError, SourceTimeout
-from interlink.connectors.http import send
+from interlink.connectors.http import abandon, request_ahead, send
 from interlink.crypto import generate_secret_key
 from interlink.model import PurchaseOrder, PurchaseOrderLine, Ref, record_id
 from interlink.runtime import Runtime, freeze_startup_objects
@@ -159,21 +159,31 @@ class PurchaseOrderReader:
             since = datetime.fromisoformat(high_water) - LOOKBACK
 
         deadline = time.monotonic() + self.timeout
-        for _ in range(self.max_pages):
-            if time.monotonic() > deadline:
-                raise SourceTimeout(f"reading {self.url} timed out after {self.timeout} s; raise --timeout")
-            body = await self._fetch(after, since)
-            items = body["data"]
-            records = [map_purchase_order(self.context.connection_id, item) for item in items]
-            last = body["next_after"] is None
-            if items:
-                after = items[-1]["id"]
-                high_water = items[-1]["modified_at"]
-            next_cursor = json.dumps({"after": after, "modified_at": high_water, "full": full and not last})
-            yield Page(records=records, cursor=next_cursor, complete=full and last)
-            if last:
-                return
-        raise SourceDataError(f"{self.url} served more than {self.max_pages} pages; raise --records")
+        # As Interlink's connectors do, the request for the next page goes out before the
+        # current page is mapped, so the source serves it meanwhile.
+        pending = await request_ahead(self._fetch(after, since))
+        try:
+            for _ in range(self.max_pages):
+                if time.monotonic() > deadline:
+                    limit = self.timeout
+                    raise SourceTimeout(f"reading {self.url} timed out after {limit} s; raise --timeout")
+                body = await pending
+                items = body["data"]
+                last = body["next_after"] is None
+                if items:
+                    after = items[-1]["id"]
+                    high_water = items[-1]["modified_at"]
+                if not last:
+                    pending = await request_ahead(self._fetch(after, since))
+                records = [map_purchase_order(self.context.connection_id, item) for item in items]
+                position = {"after": after, "modified_at": high_water, "full": full and not last}
+                next_cursor = json.dumps(position)
+                yield Page(records=records, cursor=next_cursor, complete=full and last)
+                if last:
+                    return
+            raise SourceDataError(f"{self.url} served more than {self.max_pages} pages; raise --records")
+        finally:
+            await abandon(pending)
 
     async def _fetch(self, after: int, since: datetime | None) -> dict[str, Any]:
         params: dict[str, str | int] = {"limit": self.page_size, "after": after}

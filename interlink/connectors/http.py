@@ -13,10 +13,12 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -33,6 +35,8 @@ from interlink.connectors.errors import (
 )
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 USER_AGENT = "Interlink/0.1 (+https://github.com/interlink)"
@@ -186,6 +190,31 @@ async def send(
     raise AssertionError("unreachable: the loop returns or raises")
 
 
+async def request_ahead(request: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """Start ``request`` in a task and return once it has been sent.
+
+    A paged reader asks for page n + 1 this way before it maps page n, so the
+    source prepares the next page while Interlink maps and stores the
+    current one. Pair it with ``abandon`` for the request no longer wanted
+    when the reader stops.
+    """
+    task = asyncio.create_task(request)
+    # One turn of the event loop sends the request; the caller can then work without awaiting.
+    await asyncio.sleep(0)
+    return task
+
+
+async def abandon(task: asyncio.Task[Any]) -> None:
+    """Cancel a request started by ``request_ahead``, or collect the error of one that ended."""
+    if not task.done():
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+    elif not task.cancelled():
+        # Retrieving the outcome keeps asyncio from logging the error of a page no longer wanted.
+        task.exception()
+
+
 async def _attempt(
     client: httpx.AsyncClient,
     request: httpx.Request,
@@ -207,6 +236,10 @@ async def _attempt(
         response.status_code,
         (time.monotonic() - started) * 1000,
     )
+    # httpx binds a read response's stream back to the response, a reference cycle that keeps
+    # the body alive until a garbage collection. The body is read, so a plain byte stream
+    # can take its place, and the response is freed as soon as its caller drops it.
+    response.stream = httpx.ByteStream(response.content)
     error = classify(response)
     return response if error is None else error
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import weakref
 from datetime import UTC, datetime
 
 import httpx
@@ -15,7 +18,15 @@ from interlink.connectors.errors import (
     SourceTimeout,
     SourceUnavailable,
 )
-from interlink.connectors.http import RetryPolicy, create_client, parse_retry_after, redact_url, send
+from interlink.connectors.http import (
+    RetryPolicy,
+    abandon,
+    create_client,
+    parse_retry_after,
+    redact_url,
+    request_ahead,
+    send,
+)
 
 FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.02, max_total_wait=10)
 
@@ -119,3 +130,38 @@ async def test_error_messages_carry_no_secrets() -> None:
     with pytest.raises(AuthenticationError) as raised:
         await send(client, request, policy=FAST, sleep=Sleeps())
     assert "s3cret-value" not in str(raised.value)
+
+
+async def test_a_read_response_is_freed_without_the_garbage_collector() -> None:
+    client, _ = scripted(httpx.Response(200, json={"data": [1, 2, 3]}))
+    async with client:
+        gc.disable()
+        try:
+            response = await send(client, client.build_request("GET", "https://erp.example/orders"))
+            assert response.json() == {"data": [1, 2, 3]}
+            freed = weakref.ref(response)
+            del response
+            assert freed() is None  # no reference cycle keeps the body until a collection
+        finally:
+            gc.enable()
+
+
+async def test_request_ahead_starts_at_once_and_abandon_stops_it() -> None:
+    started = asyncio.Event()
+
+    async def slow_page() -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    pending = await request_ahead(slow_page())
+    assert started.is_set()  # under way before the caller maps its current page
+    await abandon(pending)
+    assert pending.cancelled()
+
+    async def failed_page() -> None:
+        raise SourceUnavailable("GET https://erp.example/orders failed: ConnectError")
+
+    failed = await request_ahead(failed_page())
+    await asyncio.sleep(0)
+    await abandon(failed)  # collects the error instead of raising it
+    assert isinstance(failed.exception(), SourceUnavailable)

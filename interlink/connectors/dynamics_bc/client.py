@@ -13,15 +13,13 @@ repeats an earlier one raises ``SourceDataError``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -37,7 +35,14 @@ from interlink.connectors.errors import (
     SourceTimeout,
     SourceUnavailable,
 )
-from interlink.connectors.http import RetryPolicy, error_for_response, redact_url, send
+from interlink.connectors.http import (
+    RetryPolicy,
+    abandon,
+    error_for_response,
+    redact_url,
+    request_ahead,
+    send,
+)
 from interlink.connectors.oauth import OAuthSession
 
 logger = logging.getLogger(__name__)
@@ -71,6 +76,9 @@ class Tuning:
     # Wall-clock bound on one paged read, in seconds.
     read_deadline: float = 6 * 3600.0
     request_timeout: float | None = None
+    # How often an incremental read of purchase orders also sweeps every line (see lines.py).
+    line_sweep_interval: timedelta = timedelta(hours=1)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -246,7 +254,7 @@ class BusinessCentralClient:
         """
         deadline = self.monotonic() + self.tuning.read_deadline
         seen: set[str] = set()
-        pending = await self._request_page(url, params)
+        pending = await request_ahead(self.get_json(url, params))
         try:
             for number in range(1, self.tuning.max_pages + 1):
                 if self.monotonic() > deadline:
@@ -257,29 +265,13 @@ class BusinessCentralClient:
                 next_link = _next_link(page_url, body, seen)
                 seen.add(page_url)
                 if next_link is not None and number < self.tuning.max_pages:
-                    pending = await self._request_page(next_link, None)
+                    pending = await request_ahead(self.get_json(next_link, None))
                 yield ODataPage(list(body.get("value", [])), next_link, page_url, answered_at(response))
                 if next_link is None:
                     return
             raise SourceDataError(f"reading {redact_url(url)} passed {self.tuning.max_pages} pages; stopped")
         finally:
-            if not pending.done():
-                pending.cancel()
-                with suppress(asyncio.CancelledError):
-                    await pending
-            elif not pending.cancelled():
-                # Retrieving the outcome keeps asyncio from logging the error of a page no longer wanted.
-                pending.exception()
-
-    async def _request_page(
-        self, url: str, params: Mapping[str, str] | None
-    ) -> asyncio.Task[tuple[httpx.Response, Any]]:
-        """Start GET ``url`` in a task and let it send the request before returning."""
-        task = asyncio.create_task(self.get_json(url, params))
-        # One turn of the event loop sends the request, so the source works on it while
-        # the caller maps the current page without awaiting anything.
-        await asyncio.sleep(0)
-        return task
+            await abandon(pending)
 
 
 def _next_link(page_url: str, body: Mapping[str, Any], seen: set[str]) -> str | None:
