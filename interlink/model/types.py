@@ -6,10 +6,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema
 
 
 def _to_utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:
+        return value
     if value.tzinfo is None:
         raise ValueError("a time must carry a UTC offset; naive times are ambiguous")
     return value.astimezone(UTC)
@@ -21,32 +23,34 @@ def format_utc(value: datetime) -> str:
     return text.removesuffix("+00:00") + "Z"
 
 
-def _format_decimal(value: Decimal) -> str:
-    if not value.is_finite():
-        raise ValueError(f"decimal value {value} is not finite")
-    return format(value, "f")
+class PlainDecimal(Decimal):
+    """A Decimal whose text is always plain digits: ``100`` rather than ``1E+2``."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return format(self, "f")
 
 
-def _check_finite(value: Decimal) -> Decimal:
-    if not value.is_finite():
-        raise ValueError(f"decimal value {value} is not finite")
-    return value
+def _plain_text(value: Decimal) -> Decimal:
+    # str() writes a Decimal in scientific notation when its exponent is positive or it is
+    # smaller than 1E-6. Only those values become PlainDecimal, so every other one keeps its
+    # plain type, and pydantic writes each with str() without calling back into Python.
+    return PlainDecimal(value) if "E" in str(value) else value
 
 
 # Money, quantities and hours: kept as Decimal in Python, written as strings in JSON
-# ("1234.50"), so no value ever passes through a float.
+# ("1234.50"), so no value ever passes through a float. pydantic rejects NaN and infinities.
 DecimalString = Annotated[
     Decimal,
-    AfterValidator(_check_finite),
-    PlainSerializer(_format_decimal, return_type=str, when_used="json"),
+    AfterValidator(_plain_text),
     WithJsonSchema({"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "examples": ["1234.50"]}),
 ]
 
-# A point in time, always stored and written in UTC.
+# A point in time, always stored and written in UTC: pydantic writes a UTC time with a "Z".
 UtcDateTime = Annotated[
     datetime,
     AfterValidator(_to_utc),
-    PlainSerializer(format_utc, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 
