@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -17,9 +17,12 @@ from interlink.store.sequence import next_change_seq
 from interlink.store.tables import connections, records, sync_run_seen
 
 
-@dataclass(frozen=True)
-class PreparedRecord:
-    """A record ready to store: mapped, serialized and hashed by the sync engine."""
+class PreparedRecord(NamedTuple):
+    """A record ready to store: mapped, serialized and hashed by the sync engine.
+
+    A named tuple rather than a frozen dataclass: the engine builds one per
+    record, and a tuple is built in a fraction of the time.
+    """
 
     id: str
     remote_id: str

@@ -10,6 +10,7 @@ the last committed page.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -62,27 +63,36 @@ ProgressCallback = Callable[[RunRow, Mapping[str, int]], None]
 
 
 class _ReadAhead:
-    """Iterate pages while the next page is read in a task, at most one page ahead.
+    """Iterate prepared pages while the next one is read and prepared in a task, one page ahead.
 
-    The connector fetches and maps page n + 1 while the engine stores page n,
-    so the source's latency and the database's writes overlap. ``aclose``
-    cancels and awaits that task and closes the connector's iterator, so no
-    read outlives the run.
+    The connector fetches and maps page n + 1, and ``prepare`` serializes
+    and hashes its records, while the engine stores page n: the source's
+    latency, the Python work of a page and the database's writes (SQLite's
+    run in a thread of their own) overlap. ``aclose`` cancels and awaits
+    that task and closes the connector's iterator, so no read outlives the
+    run.
     """
 
-    def __init__(self, pages: AsyncIterator[Page]) -> None:
+    def __init__(
+        self, pages: AsyncIterator[Page], prepare: Callable[[SourceRecord], PreparedRecord]
+    ) -> None:
         self._pages = pages
-        self._next: asyncio.Future[Page] | None = None
+        self._prepare = prepare
+        self._next: asyncio.Future[tuple[Page, list[PreparedRecord]]] | None = None
 
     def __aiter__(self) -> _ReadAhead:
         return self
 
-    async def __anext__(self) -> Page:
+    async def __anext__(self) -> tuple[Page, list[PreparedRecord]]:
         if self._next is None:
-            self._next = asyncio.ensure_future(anext(self._pages))
+            self._next = asyncio.ensure_future(self._read())
         page = await self._next  # StopAsyncIteration ends the iteration here
-        self._next = asyncio.ensure_future(anext(self._pages))
+        self._next = asyncio.ensure_future(self._read())
         return page
+
+    async def _read(self) -> tuple[Page, list[PreparedRecord]]:
+        page = await anext(self._pages)
+        return page, [self._prepare(record) for record in page.records]
 
     async def aclose(self) -> None:
         if self._next is not None:
@@ -223,13 +233,12 @@ class SyncEngine:
                 save_credentials=lambda values: self._save_credentials(connection.id, values),
             )
             reader = integration.build(context).reader(run.entity)
-            pages = _ReadAhead(reader.read(cursor, window))
+            pages = _ReadAhead(
+                reader.read(cursor, window),
+                functools.partial(self._prepare, connection.id, integration, run.entity),
+            )
             try:
-                async for page in pages:
-                    prepared = [
-                        self._prepare(connection.id, integration, run.entity, record)
-                        for record in page.records
-                    ]
+                async for page, prepared in pages:
                     await self._commit_page_to_end(run, prepared, page.cursor, state)
                     state.cursor = page.cursor
                     state.complete = page.complete

@@ -7,8 +7,10 @@ next sync.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from interlink.connectors.base import Integration, SourceRecord
-from interlink.model import content_hash
+from interlink.model import content_hash, format_utc
 from interlink.model.ids import build_record_id
 from interlink.store.records import PreparedRecord
 
@@ -21,12 +23,14 @@ def prepare_record(
     raw = record.raw
     if integration.volatile_fields:
         raw = {key: value for key, value in raw.items() if key not in integration.volatile_fields}
+    created, updated = record.remote_created_at, record.remote_updated_at
     digest = content_hash(
         {
             "data": data,
             "raw": raw,
-            "remote_created_at": record.remote_created_at,
-            "remote_updated_at": record.remote_updated_at,
+            # Written here as canonical_json would write them, which spares it two calls back.
+            "remote_created_at": None if created is None else _utc_text(created),
+            "remote_updated_at": None if updated is None else _utc_text(updated),
             "deleted": record.deleted,
         }
     )
@@ -40,3 +44,7 @@ def prepare_record(
         remote_updated_at=record.remote_updated_at,
         deleted=record.deleted,
     )
+
+
+def _utc_text(value: datetime) -> str:
+    return format_utc(value) if value.tzinfo else value.isoformat()
