@@ -3,7 +3,8 @@
 Run from the repository root::
 
     .venv/bin/python -m bench.bc_sync                    # 100,000 orders, 1% change their header
-    .venv/bin/python -m bench.bc_sync --change lines     # 1% change one line only
+    .venv/bin/python -m bench.bc_sync --line-sweep due   # the incremental sync sweeps every line
+    .venv/bin/python -m bench.bc_sync --change lines     # 1% change one line only (sweep due)
     .venv/bin/python -m bench.bc_sync --orders 10000 --repeat 3
 
 The benchmark starts the Business Central sandbox (``interlink.sandbox.dynamics_bc``)
@@ -27,8 +28,12 @@ repeat then runs these steps:
    ``requestedReceiptDate`` changes, which stamps their ``lastModifiedDateTime``.
    With ``--change lines`` the quantity of their first line changes, which
    leaves the order's ``lastModifiedDateTime`` as it was.
-5. The engine, then the baseline, run an incremental sync. The engine's store
-   must then contain every change. The baseline follows
+5. The engine, then the baseline, run an incremental sync. The connector
+   sweeps every line in an incremental read only when its line sweep is
+   due, once an hour by default, and the full sync has just swept. So with
+   ``--line-sweep scheduled`` (the default) the engine's incremental sync
+   reads the changed orders alone, and with ``--line-sweep due`` it sweeps
+   all lines as well. The engine's store must then contain every change. The baseline follows
    ``lastModifiedDateTime`` alone, so it misses line-only changes, and the
    report counts what it found.
 
@@ -57,7 +62,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -138,15 +143,22 @@ class SyncFigures:
 # The engine side.
 
 
-async def run_engine(sandbox_url: str, mode: str, connection_id: str | None, page_size: int) -> SyncFigures:
+async def run_engine(
+    sandbox_url: str, mode: str, connection_id: str | None, page_size: int, *, sweep_due: bool = False
+) -> SyncFigures:
     """Run one sync of purchase orders through ``SyncEngine.execute_run`` and time it.
 
     ``Settings`` come from the environment (``INTERLINK_DATABASE_URL``,
     ``INTERLINK_SECRET_KEY``), so the incremental sync, in another process,
     opens the store and decrypts the credentials of the full one. The full
     sync creates the connection, and the incremental one needs its id.
+    With ``sweep_due`` an incremental sync sweeps the lines even though the
+    full sync swept them moments ago.
     """
-    use_tuning(Tuning(page_size=page_size))
+    tuning = Tuning(page_size=page_size)
+    if sweep_due:
+        tuning = replace(tuning, line_sweep_interval=timedelta(0))
+    use_tuning(tuning)
     runtime = Runtime(Settings(), workers=False)
     await runtime.start(migrate=True)
     try:
@@ -695,6 +707,8 @@ def run_repeat(arguments: argparse.Namespace, sandbox: RunningSandbox, folder: P
     change_seconds = apply_changes(sandbox.url, changes)
     engine_incremental_command = [*child, "--contender", "engine", "--mode", "incremental"]
     engine_incremental_command += ["--connection-id", full_engine.connection_id]
+    if sweep_due(arguments):
+        engine_incremental_command.append("--sweep-due")
     incremental_engine = run_child(engine_incremental_command, engine_env, limit, sandbox.pid)
     incremental_baseline = run_child([*baseline_command, "--mode", "incremental"], {}, limit, sandbox.pid)
     _progress(
@@ -720,6 +734,11 @@ def run_repeat(arguments: argparse.Namespace, sandbox: RunningSandbox, folder: P
         engine_found,
         baseline_found,
     )
+
+
+def sweep_due(arguments: argparse.Namespace) -> bool:
+    """Whether the engine's incremental sync sweeps the lines: asked for, or needed to see line changes."""
+    return bool(arguments.line_sweep == "due" or arguments.change == "lines")
 
 
 def _progress(message: str) -> None:
@@ -772,6 +791,13 @@ def report(
         f"page size {arguments.page_size:,}",
         f"- Changes: {changes:,} orders ({arguments.changed:.0%}), {kind}, applied in {change_seconds:.1f} s "
         f"through the admin route, repeats: {len(repeats)}",
+        "- Line sweep in the engine's incremental sync: "
+        + (
+            "due, so it reads every line"
+            if sweep_due(arguments)
+            else "not due (the full sync swept the lines moments before), as in every incremental sync "
+            "less than the sweep interval after the last sweep"
+        ),
     ]
 
     table = [
@@ -839,6 +865,13 @@ def main() -> None:
         default="header",
         help="change each order's header, or only its first line",
     )
+    parser.add_argument(
+        "--line-sweep",
+        choices=("scheduled", "due"),
+        default="scheduled",
+        help="let the engine's incremental sync sweep the lines when the connector's interval says so "
+        "(not right after the full sync), or make the sweep due; --change lines implies due",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="repeats; the report shows medians")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="limit per sync, in seconds")
     # Used by the benchmark itself to start the sandbox and the contenders in child processes.
@@ -848,6 +881,7 @@ def main() -> None:
     parser.add_argument("--sandbox", help=argparse.SUPPRESS)
     parser.add_argument("--database", help=argparse.SUPPRESS)
     parser.add_argument("--connection-id", help=argparse.SUPPRESS)
+    parser.add_argument("--sweep-due", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
 
     if arguments.serve:
@@ -856,7 +890,13 @@ def main() -> None:
     if arguments.contender is not None:
         if arguments.contender == "engine":
             figures = asyncio.run(
-                run_engine(arguments.sandbox, arguments.mode, arguments.connection_id, arguments.page_size)
+                run_engine(
+                    arguments.sandbox,
+                    arguments.mode,
+                    arguments.connection_id,
+                    arguments.page_size,
+                    sweep_due=arguments.sweep_due,
+                )
             )
         else:
             figures = run_baseline(

@@ -3,13 +3,18 @@
 Incremental reads filter on ``lastModifiedDateTime ge`` the high-water mark
 minus the integration's lookback; full reads filter on the window's start and
 set ``complete`` on their last page. Purchase orders also sweep their lines
-(see ``lines.py``), because a line edit need not move its order's timestamp.
+(see ``lines.py``), because a line edit need not move its order's timestamp:
+every full read does, and an incremental read when the last sweep began
+``Tuning.line_sweep_interval`` ago or more (one hour unless set otherwise).
+So an order whose lines alone changed is read again within that interval
+after the change, and at the next full read at the latest.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -152,11 +157,8 @@ class CollectionReader:
                 middle = Cursor(latest, None, page.next_link, started) if window.mode == "full" else state
                 yield Page(records, middle.encode() if middle != Cursor() else cursor)
                 continue
-            final = Cursor(final_mark(latest, started, previous), await self.final_lines(state))
+            final = Cursor(final_mark(latest, started, previous))
             yield Page(records, final.encode(), complete=window.mode == "full")
-
-    async def final_lines(self, state: Cursor) -> str | None:
-        return None
 
 
 class PurchaseOrderReader(CollectionReader):
@@ -182,13 +184,23 @@ class PurchaseOrderReader(CollectionReader):
             yield page
 
     async def read_full(self, cursor: str | None, window: ReadWindow) -> AsyncIterator[Page]:
+        """Sweep the lines, then read every order of the window.
+
+        The sweep comes first, so the digests never know a line newer than
+        the order stored with it: a line that changes after the sweep read
+        it shows in the next sweep's digests, even if the order was read
+        after the change. The digests ride in every cursor of the read, so a
+        read resumed after a crash keeps them.
+        """
+        state = Cursor.decode(cursor)
+        if state.next_link is not None and state.lines is not None:
+            lines, swept_at = state.lines, state.swept_at
+        else:
+            swept_at = self.client.tuning.clock()
+            lines = (await self.sweep()).encode()
         async for page in super().read(cursor, window):
-            if not page.complete:
-                yield page
-                continue
-            final = Cursor.decode(page.cursor)
-            digests = await self.sweep()
-            yield Page(page.records, Cursor(final.high_water_mark, digests.encode()).encode(), complete=True)
+            position = replace(Cursor.decode(page.cursor), lines=lines, swept_at=swept_at)
+            yield Page(page.records, position.encode(), complete=page.complete)
 
     async def read_incremental(self, cursor: str | None, window: ReadWindow) -> AsyncIterator[Page]:
         state = Cursor.decode(cursor)
@@ -200,6 +212,10 @@ class PurchaseOrderReader(CollectionReader):
                 final = Cursor.decode(page.cursor)
             yield Page(page.records, cursor)
 
+        now = self.client.tuning.clock()
+        if not self.sweep_due(state, now):
+            yield Page([], Cursor(final.high_water_mark, state.lines, swept_at=state.swept_at).encode())
+            return
         digests = await self.sweep()
         changed: set[str] = set()
         if state.lines is not None:
@@ -213,7 +229,13 @@ class PurchaseOrderReader(CollectionReader):
             chunk = ordered[start : start + REREAD_CHUNK]
             records = await self.fetch_orders(chunk)
             yield Page(records, cursor)
-        yield Page([], Cursor(final.high_water_mark, digests.encode()).encode())
+        yield Page([], Cursor(final.high_water_mark, digests.encode(), swept_at=now).encode())
+
+    def sweep_due(self, state: Cursor, now: datetime) -> bool:
+        """Sweep when no digests are stored yet, or the last sweep began a sweep interval ago or more."""
+        if state.lines is None or state.swept_at is None:
+            return True
+        return now - state.swept_at >= self.client.tuning.line_sweep_interval
 
     async def fetch_orders(self, order_ids: list[str]) -> list[SourceRecord]:
         url = f"{await self.client.company_url()}/{self.entity_set}"

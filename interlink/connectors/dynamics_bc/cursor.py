@@ -14,15 +14,17 @@ logger = logging.getLogger(__name__)
 class Cursor:
     """``high_water_mark``: the latest ``lastModifiedDateTime`` known read, capped by when the read began.
 
-    ``lines``: encoded ``LineDigests`` of the last sweep. ``next_link`` and
-    ``started_at`` are set only between the pages of a full read, so a
-    crashed full read resumes where it stopped.
+    ``lines``: encoded ``LineDigests`` of the last sweep, which began at
+    ``swept_at`` by Interlink's clock. ``next_link`` and ``started_at`` are
+    set only between the pages of a full read, so a crashed full read
+    resumes where it stopped.
     """
 
     high_water_mark: datetime | None = None
     lines: str | None = None
     next_link: str | None = None
     started_at: datetime | None = None
+    swept_at: datetime | None = None
 
     def encode(self) -> str:
         values = {
@@ -30,6 +32,7 @@ class Cursor:
             "lines": self.lines,
             "next": self.next_link,
             "started": self.started_at.isoformat() if self.started_at else None,
+            "swept": self.swept_at.isoformat() if self.swept_at else None,
         }
         return json.dumps({key: value for key, value in values.items() if value is not None}, sort_keys=True)
 
@@ -44,6 +47,7 @@ class Cursor:
                 lines=values.get("lines"),
                 next_link=values.get("next"),
                 started_at=datetime.fromisoformat(values["started"]) if values.get("started") else None,
+                swept_at=datetime.fromisoformat(values["swept"]) if values.get("swept") else None,
             )
         except (ValueError, TypeError, KeyError):
             logger.warning("dynamics_bc.cursor.invalid action=start_over")

@@ -1,8 +1,8 @@
 """Digests of purchase order lines, to find orders whose lines changed without their header.
 
 Business Central's purchaseOrderLine resource has no change time, and a line
-edit may leave its order's ``lastModifiedDateTime`` as it was. So an
-incremental read also sweeps every line and folds each into one of
+edit may leave its order's ``lastModifiedDateTime`` as it was. So a read
+sometimes also sweeps every line (``connector.py`` says when) and folds each into one of
 ``BUCKETS`` 32-bit digests, chosen by the line's order id. The digests travel
 in the cursor; the orders of every bucket whose digest moved are read again,
 and the engine's content hash turns the unchanged ones into no-ops. Folding

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from interlink.connectors.dynamics_bc import use_tuning
 from interlink.runtime import Runtime
-from tests.sandboxes.dynamics_bc.conftest import BusinessCentral, connection_status, stored, sync
+from interlink.store.runs import RunRow
+from interlink.sync.requests import request_syncs
+from tests.sandboxes.conftest import MovableClock
+from tests.sandboxes.dynamics_bc.conftest import (
+    FAST_TUNING,
+    BusinessCentral,
+    connection_status,
+    stored,
+    sync,
+)
 
 ENTITIES = ("vendor", "part", "location", "purchase_order")
 
@@ -52,22 +65,36 @@ async def test_incremental_reads_header_change(
     assert record.data["expected_delivery_date"] == "2031-02-03"
 
 
-async def test_incremental_catches_line_only_change(
+async def test_line_only_change_is_read_at_the_next_line_sweep(
     runtime: Runtime, bc_sandbox: BusinessCentral, bc_connection: str
 ) -> None:
-    await sync(runtime, bc_connection, "purchase_order")
+    clock = MovableClock()
+    use_tuning(replace(FAST_TUNING, clock=clock))
+    first = await sync(runtime, bc_connection, "purchase_order")  # sweeps: no digests yet
+    assert first.status == "succeeded", first.error
     order = bc_sandbox.api("purchaseOrders", **{"$expand": "purchaseOrderLines", "$top": "1"})["value"][0]
     line = order["purchaseOrderLines"][0]
     bc_sandbox.change("purchaseOrderLines", line["id"], quantity=987)
     after = bc_sandbox.api(f"purchaseOrders({order['id']})")
     assert after["lastModifiedDateTime"] == order["lastModifiedDateTime"]  # the trap is armed
 
+    clock.advance(FAST_TUNING.line_sweep_interval - timedelta(seconds=1))
+    early = await sync(runtime, bc_connection, "purchase_order")
+    assert early.status == "succeeded", early.error
+    assert early.counts["updated"] == 0  # no sweep yet: the header did not move
+
+    clock.advance(timedelta(seconds=1))
     run = await sync(runtime, bc_connection, "purchase_order")
     assert run.status == "succeeded", run.error
     assert run.counts["updated"] == 1
     record = (await stored(runtime, bc_connection, "purchase_order"))[order["id"]]
     changed = next(item for item in record.data["lines"] if item["remote_id"] == line["id"])
     assert Decimal(changed["quantity"]) == Decimal(987)
+
+    clock.advance(timedelta(minutes=5))
+    bc_sandbox.change("purchaseOrderLines", line["id"], quantity=988)
+    full = await sync(runtime, bc_connection, "purchase_order", mode="full")
+    assert full.counts["updated"] == 1  # a full read sees every line, sweep or not
 
 
 async def test_incremental_without_changes_updates_nothing(
@@ -160,3 +187,42 @@ async def test_rotated_secret_requires_reauthorization(
     run = await sync(runtime, bc_connection, "vendor")
     assert run.status == "failed"
     assert await connection_status(runtime, bc_connection) == "reauthorization_required"
+
+
+async def test_line_changed_during_a_full_read_is_found_by_the_next_sweep(
+    runtime: Runtime, bc_sandbox: BusinessCentral, bc_connection: str
+) -> None:
+    clock = MovableClock()
+    use_tuning(replace(FAST_TUNING, clock=clock))
+    order = bc_sandbox.api("purchaseOrders", **{"$expand": "purchaseOrderLines", "$top": "1"})["value"][0]
+    line = order["purchaseOrderLines"][0]
+    edits: list[int] = []
+
+    def change_line_after_first_page(run: RunRow, counts: Mapping[str, int]) -> None:
+        if not edits:  # the first page, with the order in it, is stored now
+            bc_sandbox.change("purchaseOrderLines", line["id"], quantity=321)
+            edits.append(321)
+
+    (queued,) = await request_syncs(
+        runtime.db,
+        None,
+        connection_id=bc_connection,
+        entities=["purchase_order"],
+        mode="full",
+        trigger="manual",
+        now=datetime.now(UTC),
+    )
+    full = await runtime.engine.execute_run(queued.id, progress=change_line_after_first_page)
+    assert full is not None
+    assert full.status == "succeeded", full.error
+    before = (await stored(runtime, bc_connection, "purchase_order"))[order["id"]]
+    kept = next(item for item in before.data["lines"] if item["remote_id"] == line["id"])
+    assert Decimal(kept["quantity"]) != Decimal(321)  # read before the edit
+
+    clock.advance(FAST_TUNING.line_sweep_interval)
+    run = await sync(runtime, bc_connection, "purchase_order")
+    assert run.status == "succeeded", run.error
+    assert run.counts["updated"] == 1
+    after = (await stored(runtime, bc_connection, "purchase_order"))[order["id"]]
+    changed = next(item for item in after.data["lines"] if item["remote_id"] == line["id"])
+    assert Decimal(changed["quantity"]) == Decimal(321)
