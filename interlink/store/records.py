@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -124,14 +124,42 @@ async def upsert_page(
 async def _existing(
     connection: AsyncConnection, connection_id: str, entity: str, remote_ids: list[str]
 ) -> dict[str, tuple[str, bool]]:
-    if not remote_ids:
-        return {}
-    query = select(records.c.remote_id, records.c.content_hash, records.c.deleted).where(
-        records.c.connection_id == connection_id,
-        records.c.entity == entity,
-        records.c.remote_id.in_(remote_ids),
-    )
-    return {row.remote_id: (row.content_hash, bool(row.deleted)) for row in await connection.execute(query)}
+    """Return the content hash and deletion mark of each of ``remote_ids`` that is stored.
+
+    The statement is plain driver SQL: a SQLAlchemy ``IN`` over a page of ids
+    builds bind parameters that form reference cycles, and these kept each
+    page's ids alive until a full garbage collection.
+    """
+    found: dict[str, tuple[str, bool]] = {}
+    if connection.dialect.name == "postgresql":
+        result = await connection.exec_driver_sql(
+            _EXISTING_SQL_POSTGRESQL, (connection_id, entity, remote_ids)
+        )
+        found.update(_hashes(result))
+        return found
+    for start in range(0, len(remote_ids), _SQLITE_IDS_PER_QUERY):
+        chunk = remote_ids[start : start + _SQLITE_IDS_PER_QUERY]
+        statement = _EXISTING_SQL_SQLITE.format(", ".join("?" * len(chunk)))
+        result = await connection.exec_driver_sql(statement, (connection_id, entity, *chunk))
+        found.update(_hashes(result))
+    return found
+
+
+def _hashes(rows: Iterable[Any]) -> Iterator[tuple[str, tuple[str, bool]]]:
+    for remote_id, digest, deleted in rows:
+        yield remote_id, (digest, bool(deleted))
+
+
+# SQLite builds before 3.32 accept at most 999 parameters in one statement.
+_SQLITE_IDS_PER_QUERY = 900
+_EXISTING_SQL_SQLITE = (
+    "SELECT remote_id, content_hash, deleted FROM records "
+    "WHERE connection_id = ? AND entity = ? AND remote_id IN ({})"
+)
+_EXISTING_SQL_POSTGRESQL = (
+    "SELECT remote_id, content_hash, deleted FROM records "
+    "WHERE connection_id = $1 AND entity = $2 AND remote_id = ANY($3::text[])"
+)
 
 
 # The statements of a page write, in each driver's placeholder style: qmark for sqlite3,
