@@ -193,7 +193,7 @@ def _timestamp_sqlite(value: datetime | None) -> str | None:
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r} given; Interlink stores aware UTC times")
     utc = value if value.tzinfo is UTC else value.astimezone(UTC)
-    return utc.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    return utc.isoformat(sep=" ", timespec="microseconds").removesuffix("+00:00")
 
 
 def _timestamp_postgresql(value: datetime | None) -> datetime | None:
