@@ -132,7 +132,7 @@ async def test_error_messages_carry_no_secrets() -> None:
     assert "s3cret-value" not in str(raised.value)
 
 
-async def test_a_read_response_is_freed_without_the_garbage_collector() -> None:
+async def test_read_response_freed_without_gc() -> None:
     client, _ = scripted(httpx.Response(200, json={"data": [1, 2, 3]}))
     async with client:
         gc.disable()
@@ -146,7 +146,7 @@ async def test_a_read_response_is_freed_without_the_garbage_collector() -> None:
             gc.enable()
 
 
-async def test_request_ahead_starts_at_once_and_abandon_stops_it() -> None:
+async def test_request_ahead_and_abandon() -> None:
     started = asyncio.Event()
 
     async def slow_page() -> None:

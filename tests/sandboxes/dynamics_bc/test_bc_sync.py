@@ -65,7 +65,7 @@ async def test_incremental_reads_header_change(
     assert record.data["expected_delivery_date"] == "2031-02-03"
 
 
-async def test_line_only_change_is_read_at_the_next_line_sweep(
+async def test_line_only_change_waits_for_sweep(
     runtime: Runtime, bc_sandbox: BusinessCentral, bc_connection: str
 ) -> None:
     clock = MovableClock()
@@ -189,7 +189,7 @@ async def test_rotated_secret_requires_reauthorization(
     assert await connection_status(runtime, bc_connection) == "reauthorization_required"
 
 
-async def test_line_changed_during_a_full_read_is_found_by_the_next_sweep(
+async def test_line_edit_during_full_read(
     runtime: Runtime, bc_sandbox: BusinessCentral, bc_connection: str
 ) -> None:
     clock = MovableClock()
