@@ -59,7 +59,7 @@ from interlink.connectors.base import (
 from interlink.connectors.errors import SourceDataError, SourceTimeout
 from interlink.connectors.http import abandon, request_ahead, send
 from interlink.crypto import generate_secret_key
-from interlink.model import PurchaseOrder, PurchaseOrderLine, Ref, record_id
+from interlink.model import PurchaseOrder, PurchaseOrderLine, Ref, reference
 from interlink.runtime import Runtime, freeze_startup_objects
 from interlink.settings import Settings
 from interlink.store.connections import insert_connection
@@ -129,7 +129,7 @@ def _map_line(connection_id: str, line: Mapping[str, Any]) -> PurchaseOrderLine:
 
 
 def _ref(connection_id: str, entity: str, remote_id: str) -> Ref:
-    return Ref(id=record_id(connection_id, entity, remote_id), remote_id=remote_id)
+    return reference(connection_id, entity, remote_id)
 
 
 class PurchaseOrderReader:

@@ -21,7 +21,7 @@ from interlink.model.entities import (
 )
 from interlink.model.ids import new_id, record_id
 from interlink.model.records import ENTITIES, ENTITIES_BY_PATH, Entity, RecordEnvelope, get_entity
-from interlink.model.types import Address, DecimalString, Ref, UtcDateTime, format_utc
+from interlink.model.types import Address, DecimalString, Ref, UtcDateTime, format_utc, reference
 
 __all__ = [
     "ENTITIES",
@@ -51,4 +51,5 @@ __all__ = [
     "get_entity",
     "new_id",
     "record_id",
+    "reference",
 ]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema
+
+from interlink.model.ids import record_id
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -62,10 +65,26 @@ class UnifiedModel(BaseModel):
 
 
 class Ref(UnifiedModel):
-    """A reference to another record: its Interlink id and the source's key."""
+    """A reference to another record: its Interlink id and the source's key.
+
+    Frozen, so that ``reference`` can hand the same instance to every record
+    that names the same record.
+    """
+
+    model_config = ConfigDict(frozen=True)
 
     id: str
     remote_id: str
+
+
+@lru_cache(maxsize=16_384)
+def reference(connection_id: str, entity: str, remote_id: str) -> Ref:
+    """Return the reference to a record of a connection, built once for records that repeat it.
+
+    Orders name the same vendors and parts again and again, so connectors map
+    references through this cache. Full, it takes an estimated 10 MB.
+    """
+    return Ref(id=record_id(connection_id, entity, remote_id), remote_id=remote_id)
 
 
 class Address(UnifiedModel):

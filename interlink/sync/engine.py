@@ -73,9 +73,7 @@ class _ReadAhead:
     run.
     """
 
-    def __init__(
-        self, pages: AsyncIterator[Page], prepare: Callable[[SourceRecord], PreparedRecord]
-    ) -> None:
+    def __init__(self, pages: AsyncIterator[Page], prepare: Callable[[SourceRecord], PreparedRecord]) -> None:
         self._pages = pages
         self._prepare = prepare
         self._next: asyncio.Future[tuple[Page, list[PreparedRecord]]] | None = None

@@ -15,6 +15,7 @@ from interlink.model import (
     content_hash,
     new_id,
     record_id,
+    reference,
 )
 
 
@@ -135,3 +136,12 @@ def test_decimal_round_trips_through_json(value: Decimal) -> None:
 def test_ref_requires_both_ids() -> None:
     with pytest.raises(ValidationError):
         Ref.model_validate({"id": "vnd_x"})
+
+
+def test_reference_is_shared_and_frozen() -> None:
+    first = reference("con_1", "vendor", "V-7")
+    assert first == Ref(id=record_id("con_1", "vendor", "V-7"), remote_id="V-7")
+    assert reference("con_1", "vendor", "V-7") is first
+    assert reference("con_2", "vendor", "V-7") is not first
+    with pytest.raises(ValidationError):
+        first.remote_id = "V-8"

@@ -14,8 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from interlink.model import Location, Part, PurchaseOrder, PurchaseOrderLine, Vendor
-from interlink.model.ids import record_id
-from interlink.model.types import Address, Ref
+from interlink.model.types import Address, Ref, reference
 
 RefMaker = Callable[[str, str], Ref]
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
@@ -34,7 +33,7 @@ def ref_maker(connection_id: str) -> RefMaker:
     """Return a function building references to this connection's records."""
 
     def make(entity: str, remote_id: str) -> Ref:
-        return Ref(id=record_id(connection_id, entity, remote_id), remote_id=remote_id)
+        return reference(connection_id, entity, remote_id)
 
     return make
 

@@ -20,11 +20,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any, Literal
 
 from interlink.connectors.base import SourceRecord
-from interlink.model import Conversation, Message, Ref, User, record_id
+from interlink.model import Conversation, Message, Ref, User, reference
 
 MESSAGE_TYPES = ("m.room.message", "m.room.encrypted")
 REDACTION_TYPE = "m.room.redaction"
@@ -52,10 +51,9 @@ _EVENT_KEYS = ("event_id", "type", "sender", "origin_server_ts", "content", "sta
 _REPLY_HTML = re.compile(r"^<mx-reply>.*?</mx-reply>", re.DOTALL)
 
 
-@lru_cache(maxsize=4096)
 def ref(connection_id: str, entity: str, remote_id: str) -> Ref:
-    """Return the reference to a record; cached because every message of a room names the same few."""
-    return Ref(id=record_id(connection_id, entity, remote_id), remote_id=remote_id)
+    """Return the reference to a record; every message of a room names the same few, so it is cached."""
+    return reference(connection_id, entity, remote_id)
 
 
 def event_time(event: Mapping[str, Any]) -> datetime | None:

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import quote, unquote
 
-from interlink.model import Asset, Location, Ref, WorkOrder, WorkOrderTask, record_id
+from interlink.model import Asset, Location, Ref, WorkOrder, WorkOrderTask, reference
 
 Raw = Mapping[str, Any]
 RefBuilder = Callable[[str, str], Ref]
@@ -76,7 +76,7 @@ def ref_builder(connection_id: str) -> RefBuilder:
     """Return a function that builds references to records of ``connection_id``."""
 
     def build(entity: str, remote_id: str) -> Ref:
-        return Ref(id=record_id(connection_id, entity, remote_id), remote_id=remote_id)
+        return reference(connection_id, entity, remote_id)
 
     return build
 

@@ -12,8 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from interlink.model import Location, Part, PurchaseOrder, PurchaseOrderLine, Vendor
-from interlink.model.ids import record_id
-from interlink.model.types import Address, Ref
+from interlink.model.types import Address, Ref, reference
 
 RefMaker = Callable[[str, str], Ref]
 
@@ -34,7 +33,7 @@ CURRENCY_CODES = {"US Dollar": "USD", "Euro": "EUR", "British pound": "GBP", "Ca
 
 def ref_maker(connection_id: str) -> RefMaker:
     def make(entity: str, remote_id: str) -> Ref:
-        return Ref(id=record_id(connection_id, entity, remote_id), remote_id=remote_id)
+        return reference(connection_id, entity, remote_id)
 
     return make
 

@@ -26,7 +26,7 @@ from interlink.model import (
     Vendor,
     WorkOrder,
     WorkOrderTask,
-    record_id,
+    reference,
 )
 
 Raw = Mapping[str, Any]
@@ -53,7 +53,7 @@ def ref_builder(connection_id: str) -> RefBuilder:
     """Return a function that builds references to records of ``connection_id``."""
 
     def build(entity: str, remote_id: str) -> Ref:
-        return Ref(id=record_id(connection_id, entity, remote_id), remote_id=remote_id)
+        return reference(connection_id, entity, remote_id)
 
     return build
 

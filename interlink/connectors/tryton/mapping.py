@@ -24,7 +24,7 @@ from interlink.model import (
     Vendor,
     WorkOrder,
     WorkOrderTask,
-    record_id,
+    reference,
 )
 
 Record = Mapping[str, Any]
@@ -57,7 +57,7 @@ def ref(connection_id: str, entity: str, remote_id: str | int | None) -> Ref | N
     if remote_id is None:
         return None
     key = str(remote_id)
-    return Ref(id=record_id(connection_id, entity, key), remote_id=key)
+    return reference(connection_id, entity, key)
 
 
 def _related_id(record: Record, field: str) -> int | None:
