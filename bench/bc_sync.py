@@ -737,7 +737,7 @@ def run_repeat(arguments: argparse.Namespace, sandbox: RunningSandbox, folder: P
 
 
 def sweep_due(arguments: argparse.Namespace) -> bool:
-    """Whether the engine's incremental sync sweeps the lines: asked for, or needed to see line changes."""
+    """Return whether the engine's incremental sync sweeps the lines: on request, or for line changes."""
     return bool(arguments.line_sweep == "due" or arguments.change == "lines")
 
 

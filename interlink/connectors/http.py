@@ -205,7 +205,7 @@ async def request_ahead(request: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
 
 
 async def abandon(task: asyncio.Task[Any]) -> None:
-    """Cancel a request started by ``request_ahead``, or collect the error of one that ended."""
+    """Cancel a request started by ``request_ahead``, or retrieve the error of one that failed."""
     if not task.done():
         task.cancel()
         with suppress(asyncio.CancelledError):

@@ -66,9 +66,9 @@ class _ReadAhead:
     """Iterate prepared pages while the next one is read and prepared in a task, one page ahead.
 
     The connector fetches and maps page n + 1, and ``prepare`` serializes
-    and hashes its records, while the engine stores page n: the source's
-    latency, the Python work of a page and the database's writes (SQLite's
-    run in a thread of their own) overlap. ``aclose`` cancels and awaits
+    and hashes its records, while the engine stores page n. So the source's
+    latency, the Python work of a page and the database's writes overlap
+    (SQLite's writes run in a thread of their own). ``aclose`` cancels and awaits
     that task and closes the connector's iterator, so no read outlives the
     run.
     """

@@ -3,8 +3,9 @@
 Incremental reads filter on ``lastModifiedDateTime ge`` the high-water mark
 minus the integration's lookback; full reads filter on the window's start and
 set ``complete`` on their last page. Purchase orders also sweep their lines
-(see ``lines.py``), because a line edit need not move its order's timestamp:
-every full read does, and an incremental read when the last sweep began
+(see ``lines.py``), because a line edit need not move its order's timestamp.
+A full read sweeps them or folds their digests from the orders it reads. An
+incremental read sweeps when the last sweep began
 ``Tuning.line_sweep_interval`` ago or more (one hour unless set otherwise).
 So an order whose lines alone changed is read again within that interval
 after the change, and at the next full read at the latest.
@@ -184,23 +185,52 @@ class PurchaseOrderReader(CollectionReader):
             yield page
 
     async def read_full(self, cursor: str | None, window: ReadWindow) -> AsyncIterator[Page]:
-        """Sweep the lines, then read every order of the window.
+        """Read every order of the window, with line digests that are never newer than the stored orders.
 
-        The sweep comes first, so the digests never know a line newer than
-        the order stored with it: a line that changes after the sweep read
-        it shows in the next sweep's digests, even if the order was read
-        after the change. The digests ride in every cursor of the read, so a
-        read resumed after a crash keeps them.
+        When no order changed last before the window's start, the read sees
+        every line, expanded in its order, and folds the digests from those
+        very lines. Otherwise it sweeps all lines first, so that a line that
+        changes after the sweep read it still shows in the next sweep's
+        digests, even if its order was read after the change. The digests
+        ride in every cursor of the read, so a read resumed after a crash
+        keeps them.
         """
         state = Cursor.decode(cursor)
         if state.next_link is not None and state.lines is not None:
-            lines, swept_at = state.lines, state.swept_at
+            lines, swept_at, folding = state.lines, state.swept_at, state.partial_lines
         else:
             swept_at = self.client.tuning.clock()
-            lines = (await self.sweep()).encode()
+            folding = await self.window_holds_every_order(window)
+            lines = (LineDigests() if folding else await self.sweep()).encode()
+        digests = LineDigests.decode(lines) if folding else None
         async for page in super().read(cursor, window):
-            position = replace(Cursor.decode(page.cursor), lines=lines, swept_at=swept_at)
+            if digests is not None:
+                for record in page.records:
+                    for line in record.raw.get("purchaseOrderLines") or ():
+                        digests.add(line)
+                lines = digests.encode()
+            position = Cursor.decode(page.cursor)
+            position = replace(
+                position, lines=lines, swept_at=swept_at, partial_lines=folding and not page.complete
+            )
             yield Page(page.records, position.encode(), complete=page.complete)
+
+    async def window_holds_every_order(self, window: ReadWindow) -> bool:
+        """Return whether no order's last change lies before the window's start.
+
+        Then a full read of the window reads every order with its lines. An
+        order's change time only moves forward, so no order leaves the
+        window while the read runs.
+        """
+        url = f"{await self.client.company_url()}/{self.entity_set}"
+        before = {
+            "$filter": f"lastModifiedDateTime lt {odata_time(window.history_start)}",
+            "$top": "1",
+            "$select": "id",
+        }
+        async for page in self.client.pages(url, before):
+            return not page.records
+        return True
 
     async def read_incremental(self, cursor: str | None, window: ReadWindow) -> AsyncIterator[Page]:
         state = Cursor.decode(cursor)

@@ -17,7 +17,8 @@ class Cursor:
     ``lines``: encoded ``LineDigests`` of the last sweep, which began at
     ``swept_at`` by Interlink's clock. ``next_link`` and ``started_at`` are
     set only between the pages of a full read, so a crashed full read
-    resumes where it stopped.
+    resumes where it stopped. ``partial_lines`` marks digests that a full
+    read is still folding from the lines of the orders it reads.
     """
 
     high_water_mark: datetime | None = None
@@ -25,6 +26,7 @@ class Cursor:
     next_link: str | None = None
     started_at: datetime | None = None
     swept_at: datetime | None = None
+    partial_lines: bool = False
 
     def encode(self) -> str:
         values = {
@@ -33,6 +35,7 @@ class Cursor:
             "next": self.next_link,
             "started": self.started_at.isoformat() if self.started_at else None,
             "swept": self.swept_at.isoformat() if self.swept_at else None,
+            "partial": True if self.partial_lines else None,
         }
         return json.dumps({key: value for key, value in values.items() if value is not None}, sort_keys=True)
 
@@ -48,6 +51,7 @@ class Cursor:
                 next_link=values.get("next"),
                 started_at=datetime.fromisoformat(values["started"]) if values.get("started") else None,
                 swept_at=datetime.fromisoformat(values["swept"]) if values.get("swept") else None,
+                partial_lines=bool(values.get("partial")),
             )
         except (ValueError, TypeError, KeyError):
             logger.warning("dynamics_bc.cursor.invalid action=start_over")

@@ -7,7 +7,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from interlink.connections import create_connection
 from interlink.connectors.dynamics_bc import use_tuning
+from interlink.model import ConnectionSettings
 from interlink.runtime import Runtime
 from interlink.store.runs import RunRow
 from interlink.sync.requests import request_syncs
@@ -94,7 +96,7 @@ async def test_line_only_change_waits_for_sweep(
     clock.advance(timedelta(minutes=5))
     bc_sandbox.change("purchaseOrderLines", line["id"], quantity=988)
     full = await sync(runtime, bc_connection, "purchase_order", mode="full")
-    assert full.counts["updated"] == 1  # a full read sees every line, sweep or not
+    assert full.counts["updated"] == 1  # a full read reads every line, sweep or not
 
 
 async def test_incremental_without_changes_updates_nothing(
@@ -216,8 +218,8 @@ async def test_line_edit_during_full_read(
     assert full is not None
     assert full.status == "succeeded", full.error
     before = (await stored(runtime, bc_connection, "purchase_order"))[order["id"]]
-    kept = next(item for item in before.data["lines"] if item["remote_id"] == line["id"])
-    assert Decimal(kept["quantity"]) != Decimal(321)  # read before the edit
+    stale = next(item for item in before.data["lines"] if item["remote_id"] == line["id"])
+    assert Decimal(stale["quantity"]) != Decimal(321)  # read before the edit
 
     clock.advance(FAST_TUNING.line_sweep_interval)
     run = await sync(runtime, bc_connection, "purchase_order")
@@ -226,3 +228,35 @@ async def test_line_edit_during_full_read(
     after = (await stored(runtime, bc_connection, "purchase_order"))[order["id"]]
     changed = next(item for item in after.data["lines"] if item["remote_id"] == line["id"])
     assert Decimal(changed["quantity"]) == Decimal(321)
+
+
+async def test_full_read_with_older_orders_sweeps(runtime: Runtime, bc_sandbox: BusinessCentral) -> None:
+    clock = MovableClock()
+    use_tuning(replace(FAST_TUNING, clock=clock))
+    created = await create_connection(
+        runtime.db,
+        runtime.credentials,
+        runtime.http_factory,
+        integration_name="dynamics_bc",
+        end_user={"id": "customer-2"},
+        credentials=bc_sandbox.credentials,
+        auth_scheme=None,
+        settings=ConnectionSettings(history_days=30),
+    )
+    connection_id = created.connection.id
+    orders = bc_sandbox.api("purchaseOrders")["value"]
+    window_start = datetime.now(UTC) - timedelta(days=30)
+    inside = {o["id"] for o in orders if datetime.fromisoformat(o["lastModifiedDateTime"]) >= window_start}
+    assert 0 < len(inside) < len(orders)  # some orders lie before the window
+
+    full = await sync(runtime, connection_id, "purchase_order", mode="full")
+    assert full.status == "succeeded", full.error
+    assert set(await stored(runtime, connection_id, "purchase_order")) == inside
+
+    # The digests of the full read cover the older orders' lines too, so the next sweep
+    # finds nothing to read again: older orders stay outside the store.
+    clock.advance(FAST_TUNING.line_sweep_interval)
+    swept = await sync(runtime, connection_id, "purchase_order")
+    assert swept.status == "succeeded", swept.error
+    assert swept.counts["created"] == 0
+    assert set(await stored(runtime, connection_id, "purchase_order")) == inside
