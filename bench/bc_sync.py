@@ -795,8 +795,8 @@ def report(
         + (
             "due, so it reads every line"
             if sweep_due(arguments)
-            else "not due (the full sync swept the lines moments before), as in every incremental sync "
-            "less than the sweep interval after the last sweep"
+            else "not due (the full sync built the line digests moments before), as in every "
+            "incremental sync less than the sweep interval after the last sweep"
         ),
     ]
 
