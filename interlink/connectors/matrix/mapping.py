@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 from interlink.connectors.base import SourceRecord
@@ -51,6 +52,7 @@ _EVENT_KEYS = ("event_id", "type", "sender", "origin_server_ts", "content", "sta
 _REPLY_HTML = re.compile(r"^<mx-reply>.*?</mx-reply>", re.DOTALL)
 
 
+@lru_cache(maxsize=4096)
 def ref(connection_id: str, entity: str, remote_id: str) -> Ref:
     """Return the reference to a record; every message of a room names the same few, so it is cached."""
     return reference(connection_id, entity, remote_id)
