@@ -9,6 +9,7 @@ import secrets
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -25,7 +26,7 @@ from starlette.routing import Route
 from interlink.sandbox.dynamics_bc import data as bc
 from interlink.sandbox.dynamics_bc import identity
 from interlink.sandbox.dynamics_bc.jsonbody import dumps, json_response
-from interlink.sandbox.dynamics_bc.query import Predicate, QueryError, parse_filter, select
+from interlink.sandbox.dynamics_bc.query import Predicate, QueryError, filter_keys, parse_filter, select
 from interlink.sandbox.faults import ADMIN_PREFIX, FaultMiddleware, FaultPlan, fault_routes
 
 API_SCOPE = "https://api.businesscentral.dynamics.com/.default"
@@ -259,9 +260,18 @@ def _collection(
         predicate = parse_filter(options["$filter"], properties | {"id"})
 
     after = options.get("$skiptoken")
-    start = sandbox.data.first_after(entity_set, after) if after else 0
-    candidates = islice(ordered, start, None)
-    matching = candidates if predicate is None else filter(predicate, candidates)
+    keys = filter_keys(options["$filter"]) if predicate is not None else None
+    if keys is not None:
+        # Only ids: look them up, so rereading orders by id does not scan every order.
+        stored = sandbox.data.records[entity_set]
+        found = sorted((stored[key] for key in keys if key in stored), key=lambda record: record["id"])
+        matching: Iterable[dict[str, Any]] = [
+            record for record in found if after is None or record["id"] > after
+        ]
+    else:
+        start = sandbox.data.first_after(entity_set, after) if after else 0
+        candidates = islice(ordered, start, None)
+        matching = candidates if predicate is None else filter(predicate, candidates)
     size = min(sandbox.page_size, _preferred_page_size(request) or sandbox.page_size)
 
     # Take at most one record past the page, because it shows whether a next page exists.

@@ -139,6 +139,28 @@ def parse_filter(text: str, properties: set[str]) -> Predicate:
     return _Parser(tokenize(text), properties).parse()
 
 
+def filter_keys(text: str) -> set[str] | None:
+    """Return the ids that a ``$filter`` of ``id eq <guid>`` terms joined by ``or`` names, or None.
+
+    The sandbox looks those records up by key, as a database would with its
+    primary key, instead of testing every record of the entity set.
+    """
+    tokens = tokenize(text)
+    if len(tokens) % 4 != 3:
+        return None
+    keys: set[str] = set()
+    for position in range(0, len(tokens), 4):
+        name, operator, literal = tokens[position : position + 3]
+        joined = position + 3 == len(tokens) or tokens[position + 3] == "or"
+        if name != "id" or operator != "eq" or not joined:
+            return None
+        try:
+            keys.add(str(uuid.UUID(literal)))
+        except ValueError:
+            return None
+    return keys
+
+
 def select(record: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
     if not fields:
         return record
