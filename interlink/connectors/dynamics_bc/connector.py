@@ -201,14 +201,19 @@ class PurchaseOrderReader(CollectionReader):
         else:
             swept_at = self.client.tuning.clock()
             folding = await self.window_holds_every_order(window)
-            lines = (LineDigests() if folding else await self.sweep()).encode()
+            if folding:
+                lines = LineDigests().encode()
+            else:
+                swept = await self.sweep()
+                lines = swept.encode(swept.fitting_size())
         digests = LineDigests.decode(lines) if folding else None
         async for page in super().read(cursor, window):
             if digests is not None:
                 for record in page.records:
                     for line in record.raw.get("purchaseOrderLines") or ():
                         digests.add(line)
-                lines = digests.encode()
+                # Mid-read, the digests keep every bucket, so a resumed read can go on adding.
+                lines = digests.encode(digests.fitting_size() if page.complete else None)
             position = Cursor.decode(page.cursor)
             position = replace(
                 position, lines=lines, swept_at=swept_at, partial_lines=folding and not page.complete
@@ -259,7 +264,8 @@ class PurchaseOrderReader(CollectionReader):
             chunk = ordered[start : start + REREAD_CHUNK]
             records = await self.fetch_orders(chunk)
             yield Page(records, cursor)
-        yield Page([], Cursor(final.high_water_mark, digests.encode(), swept_at=now).encode())
+        lines = digests.encode(digests.fitting_size())
+        yield Page([], Cursor(final.high_water_mark, lines, swept_at=now).encode())
 
     def sweep_due(self, state: Cursor, now: datetime) -> bool:
         """Sweep when no digests are stored yet, or the last sweep began a sweep interval ago or more."""

@@ -2,11 +2,18 @@
 
 Business Central's purchaseOrderLine resource has no change time, and a line
 edit may leave its order's ``lastModifiedDateTime`` as it was. So a read
-sometimes also sweeps every line (``connector.py`` says when) and folds each into one of
-``BUCKETS`` 32-bit digests, chosen by the line's order id. The digests travel
-in the cursor; the orders of every bucket whose digest moved are read again,
-and the engine's content hash turns the unchanged ones into no-ops. Folding
-uses XOR, so the order in which lines arrive does not matter.
+sometimes also sweeps every line (``connector.py`` says when) and folds each
+into one of many 32-bit digests, its bucket chosen by the line's order id.
+The digests travel in the cursor. The orders of every bucket whose digest
+moved are read again, and the engine's content hash turns the unchanged ones
+into no-ops. Folding uses XOR, so the order in which lines arrive does not
+matter.
+
+A sweep fills ``MAX_BUCKETS`` buckets. The cursor keeps a power of two of
+them, at least ``MIN_BUCKETS``, with about ``ORDERS_PER_BUCKET`` orders in
+each. A bucket is the order's hash modulo the bucket count, so digests of
+two powers of two compare once the larger is folded down. That includes
+cursors written with the earlier fixed count of 1,024 buckets.
 """
 
 from __future__ import annotations
@@ -20,7 +27,10 @@ from decimal import Decimal
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-BUCKETS = 1024
+MAX_BUCKETS = 65_536
+MIN_BUCKETS = 1024
+# A line change then makes about 4 orders be read again.
+ORDERS_PER_BUCKET = 4
 # The line fields the sweep selects and digests: everything the mapping reads.
 LINE_FIELDS = (
     "id",
@@ -50,8 +60,8 @@ _FIELD_PREFIXES = tuple(
 )
 
 
-def bucket_of(order_id: str) -> int:
-    return int.from_bytes(hashlib.sha256(order_id.lower().encode()).digest()[:4], "big") % BUCKETS
+def bucket_of(order_id: str, buckets: int) -> int:
+    return int.from_bytes(hashlib.sha256(order_id.lower().encode()).digest()[:4], "big") % buckets
 
 
 def line_digest(line: Mapping[str, Any]) -> int:
@@ -86,7 +96,7 @@ def _json_value(value: Any) -> str:
 class LineDigests:
     """One 32-bit digest per bucket, and the order ids the sweep saw in each bucket."""
 
-    values: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+    values: list[int] = field(default_factory=lambda: [0] * MAX_BUCKETS)
     orders: dict[int, set[str]] = field(default_factory=dict)
     # Bucket of each order id added so far: an order has several lines, but one bucket.
     _buckets: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
@@ -95,25 +105,57 @@ class LineDigests:
         order_id = str(line["documentId"])
         bucket = self._buckets.get(order_id)
         if bucket is None:
-            bucket = self._buckets[order_id] = bucket_of(order_id)
+            bucket = self._buckets[order_id] = bucket_of(order_id, len(self.values))
             self.orders.setdefault(bucket, set()).add(order_id)
         self.values[bucket] ^= line_digest(line)
 
-    def encode(self) -> str:
-        packed = b"".join(value.to_bytes(4, "big") for value in self.values)
+    def fitting_size(self) -> int:
+        """Return the bucket count to keep: about ``ORDERS_PER_BUCKET`` orders each, a power of two."""
+        size = MIN_BUCKETS
+        while size < len(self.values) and size * ORDERS_PER_BUCKET < len(self._buckets):
+            size *= 2
+        return min(size, len(self.values))
+
+    def folded(self, size: int) -> list[int]:
+        """Return the digests for ``size`` buckets, a power of two no larger than this one's count."""
+        if size > len(self.values) or len(self.values) % size:
+            raise ValueError(f"cannot fold {len(self.values)} line digests into {size}")
+        result = self.values[:size]
+        for start in range(size, len(self.values), size):
+            for bucket, value in enumerate(self.values[start : start + size]):
+                result[bucket] ^= value
+        return result
+
+    def encode(self, size: int | None = None) -> str:
+        """Encode the digests, folded to ``size`` buckets if given, for a cursor."""
+        values = self.values if size is None else self.folded(size)
+        packed = b"".join(value.to_bytes(4, "big") for value in values)
         return base64.b64encode(packed).decode("ascii")
 
     @classmethod
     def decode(cls, text: str) -> LineDigests:
         packed = base64.b64decode(text.encode("ascii"), validate=True)
-        if len(packed) != BUCKETS * 4:
-            raise ValueError(f"line digests hold {len(packed)} bytes; expected {BUCKETS * 4}")
+        count = len(packed) // 4
+        if len(packed) % 4 or count < 1 or count > MAX_BUCKETS or count & (count - 1):
+            raise ValueError(
+                f"line digests hold {len(packed)} bytes; expected 4 bytes for each of a power of two "
+                f"buckets, at most {MAX_BUCKETS}"
+            )
         return cls(values=[int.from_bytes(packed[i : i + 4], "big") for i in range(0, len(packed), 4)])
 
     def orders_changed_since(self, earlier: LineDigests) -> set[str]:
-        """Return the ids of the orders in every bucket whose digest differs from ``earlier``'s."""
+        """Return the ids of the orders in every bucket whose digest differs from ``earlier``'s.
+
+        The two compare at the smaller bucket count of the two.
+        """
+        size = min(len(self.values), len(earlier.values))
+        moved = {
+            bucket
+            for bucket, (now, before) in enumerate(zip(self.folded(size), earlier.folded(size), strict=True))
+            if now != before
+        }
         changed: set[str] = set()
-        for bucket, (now, before) in enumerate(zip(self.values, earlier.values, strict=True)):
-            if now != before:
-                changed |= self.orders.get(bucket, set())
+        for bucket, order_ids in self.orders.items():
+            if bucket % size in moved:
+                changed |= order_ids
         return changed

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from decimal import Decimal
 
 import pytest
 
-from interlink.connectors.dynamics_bc.lines import LineDigests
+from interlink.connectors.dynamics_bc.lines import MAX_BUCKETS, LineDigests
 from interlink.connectors.dynamics_bc.mapping import (
     line_status,
     map_purchase_order,
@@ -86,3 +87,24 @@ def test_line_digests_find_changed_order() -> None:
     restored = LineDigests.decode(before.encode())
     assert after.orders_changed_since(restored) == {"o1"}
     assert before.orders_changed_since(restored) == set()
+
+
+def test_line_digests_fold_across_sizes() -> None:
+    lines = [{"id": f"l{n}", "documentId": f"o{n}", "quantity": Decimal(n)} for n in range(5000)]
+    before = LineDigests()
+    for line in lines:
+        before.add(line)
+    assert before.fitting_size() == 2048  # 5,000 orders, at most 4 a bucket
+    after = LineDigests()
+    for line in lines:
+        after.add({**line, "quantity": Decimal(-1)} if line["id"] == "l7" else line)
+
+    for size in (1024, before.fitting_size(), MAX_BUCKETS):
+        earlier = LineDigests.decode(before.encode(size))
+        changed = after.orders_changed_since(earlier)
+        assert "o7" in changed
+        assert len(changed) <= 5000 // size + 10  # the orders of one bucket, not more
+
+    assert after.orders_changed_since(LineDigests.decode(after.encode(1024))) == set()
+    with pytest.raises(ValueError, match="power of two"):
+        LineDigests.decode(base64.b64encode(bytes(4 * 1000)).decode())
