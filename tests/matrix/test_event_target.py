@@ -17,7 +17,7 @@ from interlink.connectors.http import create_client
 from interlink.crypto import generate_token, hash_token
 from interlink.runtime import Runtime
 from interlink.store.api_keys import insert_api_key
-from interlink.store.connections import get_connection, insert_connection, transition_status
+from interlink.store.connections import get_connection, transition_status
 from interlink.store.events import Event, append_event, list_events
 from interlink.store.tables import deliveries, delivery_attempts
 from interlink.store.webhooks import get_endpoint, insert_endpoint
@@ -27,6 +27,7 @@ from interlink.webhooks.matrix_target import MatrixTarget, transaction_id
 from interlink.webhooks.urls import UrlGuard
 from interlink.webhooks.worker import create_delivery_worker
 from tests.matrix.conftest import connect_user, fresh_user, sync
+from tests.support.memory_source import insert_memory_connection
 from tests.support.synapse import MatrixUser, SynapseServer
 from tests.webhooks.support import FakeClock, queued_deliveries
 
@@ -384,18 +385,7 @@ async def test_reauthorization_required_connection_not_called(
 
 
 async def memory_connection(runtime: Runtime) -> str:
-    async with runtime.db.write() as db:
-        row = await insert_connection(
-            db,
-            integration="memory",
-            auth_scheme="password",
-            end_user_id="customer-1",
-            end_user_name=None,
-            end_user_email=None,
-            credentials=runtime.credentials.encrypt({"password": "right-password"}),
-            settings={"history_days": 30},
-        )
-    return row.id
+    return await insert_memory_connection(runtime)
 
 
 async def test_create_rejects_invalid_fields(

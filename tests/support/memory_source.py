@@ -28,6 +28,8 @@ from interlink.connectors.base import (
 )
 from interlink.connectors.errors import AuthenticationError, ConnectorError
 from interlink.model import Vendor
+from interlink.runtime import Runtime
+from interlink.store.connections import insert_connection
 
 
 @dataclass
@@ -141,3 +143,19 @@ def lookup_for(integration: Integration) -> Any:
 
 def credentials(password: str) -> Mapping[str, str]:
     return {"password": password}
+
+
+async def insert_memory_connection(runtime: Runtime) -> str:
+    """Store a connection to the ``memory`` integration with the right password; return its id."""
+    async with runtime.db.write() as db:
+        row = await insert_connection(
+            db,
+            integration="memory",
+            auth_scheme="password",
+            end_user_id="customer-1",
+            end_user_name=None,
+            end_user_email=None,
+            credentials=runtime.credentials.encrypt(credentials("right-password")),
+            settings={"history_days": 30},
+        )
+    return row.id

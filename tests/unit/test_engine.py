@@ -10,14 +10,19 @@ from sqlalchemy import func, select
 
 from interlink.connectors.errors import SourceRejected, SourceUnavailable
 from interlink.runtime import Runtime
-from interlink.store.connections import get_connection, insert_connection
+from interlink.store.connections import get_connection
 from interlink.store.events import list_events
 from interlink.store.records import RecordFilter, list_records
 from interlink.store.runs import RunRow, get_run, get_sync_state
 from interlink.store.tables import records
 from interlink.sync.engine import SyncEngine
 from interlink.sync.requests import request_syncs
-from tests.support.memory_source import MemorySource, credentials, lookup_for, memory_integration
+from tests.support.memory_source import (
+    MemorySource,
+    insert_memory_connection,
+    lookup_for,
+    memory_integration,
+)
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -45,18 +50,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def connection_id(runtime: Runtime) -> str:
-    async with runtime.db.write() as db:
-        row = await insert_connection(
-            db,
-            integration="memory",
-            auth_scheme="password",
-            end_user_id="customer-1",
-            end_user_name=None,
-            end_user_email=None,
-            credentials=runtime.credentials.encrypt(credentials("right-password")),
-            settings={"history_days": 30},
-        )
-    return row.id
+    return await insert_memory_connection(runtime)
 
 
 @pytest.fixture

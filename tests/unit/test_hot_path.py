@@ -14,13 +14,17 @@ from sqlalchemy import insert, select
 from interlink.model import canonical_json, record_id
 from interlink.model.ids import build_record_id
 from interlink.runtime import Runtime
-from interlink.store.connections import insert_connection
 from interlink.store.records import PreparedRecord, get_record, upsert_page
 from interlink.store.runs import RunRow
 from interlink.store.tables import records
 from interlink.sync.engine import SyncEngine
 from interlink.sync.requests import request_syncs
-from tests.support.memory_source import MemorySource, credentials, lookup_for, memory_integration
+from tests.support.memory_source import (
+    MemorySource,
+    insert_memory_connection,
+    lookup_for,
+    memory_integration,
+)
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -59,18 +63,7 @@ def test_canonical_json_rejects_unknown_types() -> None:
 
 
 async def insert_test_connection(runtime: Runtime) -> str:
-    async with runtime.db.write() as db:
-        row = await insert_connection(
-            db,
-            integration="memory",
-            auth_scheme="password",
-            end_user_id="customer-1",
-            end_user_name=None,
-            end_user_email=None,
-            credentials=runtime.credentials.encrypt(credentials("right-password")),
-            settings={"history_days": 30},
-        )
-    return row.id
+    return await insert_memory_connection(runtime)
 
 
 def prepared(remote_id: str, *, raw: dict[str, Any] | None, deleted: bool = False) -> PreparedRecord:

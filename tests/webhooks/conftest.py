@@ -20,9 +20,10 @@ from interlink.api.routes.webhooks import get_url_guard
 from interlink.crypto import generate_token, hash_token
 from interlink.runtime import Runtime
 from interlink.store.api_keys import insert_api_key
-from interlink.store.connections import insert_connection, issue_connection_token
+from interlink.store.connections import issue_connection_token
 from interlink.webhooks.delivery import WebhookDeliverer
 from interlink.webhooks.urls import UrlGuard
+from tests.support.memory_source import insert_memory_connection
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import RECEIVER_NAME, FakeClock, LocalResolver, SigningClock
 
@@ -85,18 +86,7 @@ async def deliverer(
 
 @pytest.fixture
 async def connection_id(runtime: Runtime) -> str:
-    async with runtime.db.write() as db:
-        row = await insert_connection(
-            db,
-            integration="memory",
-            auth_scheme="password",
-            end_user_id="customer-1",
-            end_user_name=None,
-            end_user_email=None,
-            credentials=runtime.credentials.encrypt({"password": "right-password"}),
-            settings={"history_days": 30},
-        )
-    return row.id
+    return await insert_memory_connection(runtime)
 
 
 @dataclass(frozen=True)
