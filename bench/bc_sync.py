@@ -72,7 +72,7 @@ import httpx
 import uvicorn
 
 from bench.baseline import cpu_seconds, open_database, peak_rss_mb, record_id, write_page
-from bench.engine_throughput import machine_description
+from bench.engine_throughput import check_same_json, machine_description
 from interlink.connections import create_connection
 from interlink.connectors.dynamics_bc import use_tuning
 from interlink.connectors.dynamics_bc.client import Tuning
@@ -615,20 +615,7 @@ def check_stores(engine: Store, baseline: Store, orders: int) -> None:
                 raise RuntimeError(f"order {remote_id} is in the baseline's store but not in the engine's")
             if baseline_row is None:
                 raise RuntimeError(f"order {remote_id} was listed by the baseline's store but not found")
-            for column, engine_value, baseline_value in zip(
-                ("data", "raw"), engine_row, baseline_row, strict=True
-            ):
-                if _without_ref_ids(json.loads(engine_value)) != _without_ref_ids(json.loads(baseline_value)):
-                    raise RuntimeError(f"order {remote_id}: the stores contain different {column} JSON")
-
-
-def _without_ref_ids(value: Any) -> Any:
-    if isinstance(value, dict):
-        is_ref = set(value) == {"id", "remote_id"}
-        return {key: _without_ref_ids(item) for key, item in value.items() if not (is_ref and key == "id")}
-    if isinstance(value, list):
-        return [_without_ref_ids(item) for item in value]
-    return value
+            check_same_json(f"order {remote_id}", engine_row, baseline_row)
 
 
 # Running the contenders and the report.

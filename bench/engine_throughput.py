@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import closing, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -360,11 +360,14 @@ def check_stores(engine_database: Path, baseline_database: Path, records: int) -
             baseline_row = baseline.execute(
                 "SELECT data, raw FROM purchase_orders WHERE remote_id = ?", (str(remote_id),)
             ).fetchone()
-            for column, engine_value, baseline_value in zip(
-                ("data", "raw"), engine_row, baseline_row, strict=True
-            ):
-                if _without_ref_ids(json.loads(engine_value)) != _without_ref_ids(json.loads(baseline_value)):
-                    raise RuntimeError(f"record {remote_id}: the stores contain different {column} JSON")
+            check_same_json(f"record {remote_id}", engine_row, baseline_row)
+
+
+def check_same_json(what: str, engine_row: Sequence[str], baseline_row: Sequence[str]) -> None:
+    """Raise unless both stores' data and raw JSON of ``what`` are equal, reference ids aside."""
+    for column, engine_value, baseline_value in zip(("data", "raw"), engine_row, baseline_row, strict=True):
+        if _without_ref_ids(json.loads(engine_value)) != _without_ref_ids(json.loads(baseline_value)):
+            raise RuntimeError(f"{what}: the stores contain different {column} JSON")
 
 
 def _without_ref_ids(value: Any) -> Any:
