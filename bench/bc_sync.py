@@ -856,8 +856,9 @@ def main() -> None:
         "--line-sweep",
         choices=("scheduled", "due"),
         default="scheduled",
-        help="let the engine's incremental sync sweep the lines when the connector's interval says so "
-        "(not right after the full sync), or make the sweep due; --change lines implies due",
+        help="scheduled: the engine's incremental sync sweeps the lines once the connector's sweep "
+        "interval has passed, so not right after the full sync. due: it sweeps them. "
+        "--change lines implies due",
     )
     parser.add_argument("--repeat", type=int, default=1, help="repeats; the report shows medians")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="limit per sync, in seconds")

@@ -199,13 +199,13 @@ async def request_ahead(request: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
     when the reader stops.
     """
     task = asyncio.create_task(request)
-    # One turn of the event loop sends the request; the caller can then work without awaiting.
+    # One turn of the event loop sends the request, so the caller can then work without awaiting.
     await asyncio.sleep(0)
     return task
 
 
 async def abandon(task: asyncio.Task[Any]) -> None:
-    """Cancel a request started by ``request_ahead``, or retrieve the error of one that failed."""
+    """Cancel a request started by ``request_ahead``, or retrieve the error of a failed one."""
     if not task.done():
         task.cancel()
         with suppress(asyncio.CancelledError):

@@ -29,7 +29,7 @@ def prepare_record(
         {
             "data": data,
             "raw": raw,
-            # Written here as canonical_json would write them, which spares it two calls back.
+            # Written here as canonical_json would write them, so orjson need not call back into Python.
             "remote_created_at": None if created is None else _utc_text(created),
             "remote_updated_at": None if updated is None else _utc_text(updated),
             "deleted": record.deleted,

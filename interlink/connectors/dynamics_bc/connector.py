@@ -187,7 +187,7 @@ class PurchaseOrderReader(CollectionReader):
     async def read_full(self, cursor: str | None, window: ReadWindow) -> AsyncIterator[Page]:
         """Read every order of the window, with line digests that are never newer than the stored orders.
 
-        When no order changed last before the window's start, the read sees
+        When no order changed last before the window's start, the read gets
         every line, expanded in its order, and folds the digests from those
         very lines. Otherwise it sweeps all lines first, so that a line that
         changes after the sweep read it still shows in the next sweep's

@@ -29,7 +29,7 @@ from typing import Any
 
 MAX_BUCKETS = 65_536
 MIN_BUCKETS = 1024
-# A line change then makes about 4 orders be read again.
+# Then a line change makes the connector read about 4 orders again.
 ORDERS_PER_BUCKET = 4
 # The line fields the sweep selects and digests: everything the mapping reads.
 LINE_FIELDS = (

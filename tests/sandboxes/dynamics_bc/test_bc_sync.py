@@ -230,7 +230,7 @@ async def test_line_edit_during_full_read(
     assert Decimal(changed["quantity"]) == Decimal(321)
 
 
-async def test_full_read_with_older_orders_sweeps(runtime: Runtime, bc_sandbox: BusinessCentral) -> None:
+async def test_older_orders_make_full_read_sweep(runtime: Runtime, bc_sandbox: BusinessCentral) -> None:
     clock = MovableClock()
     use_tuning(replace(FAST_TUNING, clock=clock))
     created = await create_connection(
