@@ -10,6 +10,7 @@ sensitive query parameters redacted.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import time
@@ -37,6 +38,11 @@ from interlink.connectors.errors import (
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# The event a request started by ``request_ahead`` sets once its body is sent, read by ``_attempt``.
+_request_sent: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar(
+    "interlink_request_sent", default=None
+)
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 USER_AGENT = "Interlink/0.1 (+https://github.com/interlink)"
@@ -191,16 +197,29 @@ async def send(
 
 
 async def request_ahead(request: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-    """Start ``request`` in a task and return once it has been sent.
+    """Start ``request`` in a task and return once it has been sent, or has ended.
 
     A paged reader asks for page n + 1 this way before it maps page n, so the
     source prepares the next page while Interlink maps and stores the
-    current one. Pair it with ``abandon`` for the request no longer wanted
-    when the reader stops.
+    current one. The request must reach the source before the caller starts
+    its work: a task that merely exists sends nothing until the event loop
+    is free again, after that work. So the request, sent by ``send``, reports
+    through httpcore's ``trace`` extension when its body has gone out. Pair
+    it with ``abandon`` for the request no longer wanted when the reader
+    stops.
     """
-    task = asyncio.create_task(request)
-    # One turn of the event loop sends the request, so the caller can then work without awaiting.
-    await asyncio.sleep(0)
+    sent = asyncio.Event()
+    context = contextvars.copy_context()
+    context.run(_request_sent.set, sent)
+    task = asyncio.create_task(request, context=context)
+    signal = asyncio.ensure_future(sent.wait())
+    try:
+        await asyncio.wait((task, signal), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        signal.cancel()
     return task
 
 
@@ -221,6 +240,9 @@ async def _attempt(
     classify: Callable[[httpx.Response], ConnectorError | None],
 ) -> httpx.Response | ConnectorError:
     where = f"{request.method} {redact_url(request.url)}"
+    sent = _request_sent.get()
+    if sent is not None:
+        request.extensions["trace"] = _reporting_sent(sent)
     started = time.monotonic()
     try:
         response = await client.send(request)
@@ -242,6 +264,17 @@ async def _attempt(
     response.stream = httpx.ByteStream(response.content)
     error = classify(response)
     return response if error is None else error
+
+
+def _reporting_sent(sent: asyncio.Event) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """Return an httpcore trace callback that sets ``sent`` once the request body has gone out."""
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        # "http11.send_request_body.complete", or "http2." for HTTP/2.
+        if event.endswith(".send_request_body.complete"):
+            sent.set()
+
+    return trace
 
 
 def _chain(error: ConnectorError, cause: BaseException) -> ConnectorError:

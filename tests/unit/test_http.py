@@ -146,22 +146,39 @@ async def test_read_response_freed_without_gc() -> None:
             gc.enable()
 
 
-async def test_request_ahead_and_abandon() -> None:
-    started = asyncio.Event()
+async def test_request_ahead_returns_once_sent() -> None:
+    received = asyncio.Event()
+    answer = asyncio.Event()
 
-    async def slow_page() -> None:
-        started.set()
-        await asyncio.sleep(3600)
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        received.set()
+        await answer.wait()  # the page is still being prepared
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
 
-    pending = await request_ahead(slow_page())
-    assert started.is_set()  # under way before the caller maps its current page
-    await abandon(pending)
-    assert pending.cancelled()
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with create_client() as client:
+            request = client.build_request("GET", f"http://127.0.0.1:{port}/orders")
+            pending = await request_ahead(send(client, request))
+            assert received.is_set()  # the source has the request before the caller maps its page
+            assert not pending.done()
+            await abandon(pending)
+            assert pending.cancelled()
+    finally:
+        answer.set()
+        server.close()
+        await server.wait_closed()
 
+
+async def test_request_ahead_collects_failure() -> None:
     async def failed_page() -> None:
         raise SourceUnavailable("GET https://erp.example/orders failed: ConnectError")
 
     failed = await request_ahead(failed_page())
-    await asyncio.sleep(0)
+    assert failed.done()
     await abandon(failed)  # collects the error instead of raising it
     assert isinstance(failed.exception(), SourceUnavailable)
