@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any, NamedTuple
 
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -73,6 +77,7 @@ async def upsert_page(
     entity: str,
     page: Sequence[PreparedRecord],
     now: datetime,
+    sending: Callable[[], object] | None = None,
 ) -> UpsertCounts:
     """Insert new records, rewrite changed ones, and count unchanged ones, in the caller's transaction.
 
@@ -80,6 +85,10 @@ async def upsert_page(
     ``modified_at`` and change number stay as they were. A record marked
     deleted by the source is stored as deleted; one that reappears after a
     deletion counts as updated.
+
+    ``sending`` is called once the rows are built, just before they go to
+    the database, if any do: the sync engine then starts preparing its next
+    page, whose Python work runs while the database writes this one.
     """
     counts = UpsertCounts()
     latest = {record.remote_id: record for record in page}  # a page may repeat a record
@@ -105,20 +114,57 @@ async def upsert_page(
         return counts
     seq = await next_change_seq(connection)
     counts.change_seq = seq
-    # The page goes to the driver as one executemany of positional rows: the same values the
-    # ``records`` column types would bind, without their per-value processing in SQLAlchemy.
-    postgresql_dialect = connection.dialect.name == "postgresql"
-    stamp = _timestamp_postgresql if postgresql_dialect else _timestamp_sqlite
-    stamped_now = stamp(now)
-    if inserts:
-        statement = _INSERT_SQL_POSTGRESQL if postgresql_dialect else _INSERT_SQL_SQLITE
-        rows = [_insert_row(record, connection_id, entity, stamped_now, seq, stamp) for record in inserts]
-        await connection.exec_driver_sql(statement, rows)
-    if updates:
-        statement = _UPDATE_SQL_POSTGRESQL if postgresql_dialect else _UPDATE_SQL_SQLITE
-        rows = [_update_row(record, stamped_now, seq, stamp) for record in updates]
-        await connection.exec_driver_sql(statement, rows)
+    # Rows go to the driver as positional tuples: the same values the ``records`` column types
+    # would bind, without their per-value processing in SQLAlchemy.
+    if connection.dialect.name == "postgresql":
+        stamp: Callable[[datetime | None], Any] = _timestamp_postgresql
+        aware_now = _timestamp_postgresql(now)
+        insert_rows = [
+            _insert_row(record, connection_id, entity, aware_now, seq, stamp) for record in inserts
+        ]
+        update_rows = [_update_row(record, aware_now, seq, stamp) for record in updates]
+        if sending is not None:
+            sending()
+        if insert_rows:
+            await connection.exec_driver_sql(_INSERT_SQL_POSTGRESQL, insert_rows)
+        if update_rows:
+            await connection.exec_driver_sql(_UPDATE_SQL_POSTGRESQL, update_rows)
+        return counts
+    stamp, stamped_now = _timestamp_sqlite, _timestamp_sqlite(now)
+    insert_rows = [_insert_row(record, connection_id, entity, stamped_now, seq, stamp) for record in inserts]
+    # A changed record is inserted whole over the stored one: UPDATE has no form that takes many rows.
+    update_rows = [_insert_row(record, connection_id, entity, stamped_now, seq, stamp) for record in updates]
+    if sending is not None:
+        sending()
+    if insert_rows:
+        await _insert_sqlite(connection, insert_rows, _INSERT_SQL_SQLITE)
+    if update_rows:
+        await _insert_sqlite(connection, update_rows, _INSERT_SQL_SQLITE, _UPSERT_TAIL_SQLITE)
     return counts
+
+
+async def _insert_sqlite(
+    connection: AsyncConnection, rows: list[tuple[Any, ...]], head: str, tail: str = ""
+) -> None:
+    """Insert ``rows`` with multi-row ``INSERT`` statements of up to 1,000 rows each.
+
+    sqlite3 releases the GIL while a statement runs and takes it back after
+    it, so ``executemany`` gives up the GIL once per row. While the event
+    loop thread runs Python, as it does when it prepares the next page, the
+    writer thread then waits up to the switch interval (5 ms by default) per
+    row to take the GIL back. A statement of many rows waits once.
+    """
+    per_statement = min(_SQLITE_ROWS_PER_STATEMENT, _SQLITE_MAX_PARAMETERS // len(rows[0]))
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        statement = head + _values_sqlite(len(chunk[0]), len(chunk)) + tail
+        await connection.exec_driver_sql(statement, tuple(chain.from_iterable(chunk)))
+
+
+@functools.lru_cache(maxsize=64)
+def _values_sqlite(width: int, count: int) -> str:
+    row = "(" + ", ".join("?" * width) + ")"
+    return ", ".join([row] * count)
 
 
 async def _existing(
@@ -137,8 +183,9 @@ async def _existing(
         )
         found.update(_hashes(result))
         return found
-    for start in range(0, len(remote_ids), _SQLITE_IDS_PER_QUERY):
-        chunk = remote_ids[start : start + _SQLITE_IDS_PER_QUERY]
+    per_query = _SQLITE_MAX_PARAMETERS - 2
+    for start in range(0, len(remote_ids), per_query):
+        chunk = remote_ids[start : start + per_query]
         statement = _EXISTING_SQL_SQLITE.format(", ".join("?" * len(chunk)))
         result = await connection.exec_driver_sql(statement, (connection_id, entity, *chunk))
         found.update(_hashes(result))
@@ -150,8 +197,19 @@ def _hashes(rows: Iterable[Any]) -> Iterator[tuple[str, tuple[str, bool]]]:
         yield remote_id, (digest, bool(deleted))
 
 
-# SQLite builds before 3.32 accept at most 999 parameters in one statement.
-_SQLITE_IDS_PER_QUERY = 900
+def _sqlite_parameter_limit() -> int:
+    """Read the maximum number of parameters in one statement from the SQLite that sqlite3 links.
+
+    It is 32,766 by default since SQLite 3.32 and 999 before it, and a build may set it
+    lower or higher (https://www.sqlite.org/limits.html#max_variable_number).
+    """
+    with closing(sqlite3.connect(":memory:")) as connection:
+        return connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+
+
+_SQLITE_MAX_PARAMETERS = _sqlite_parameter_limit()
+# Bounds the text of one multi-row INSERT, about 60 KB of placeholders at 1,000 rows.
+_SQLITE_ROWS_PER_STATEMENT = 1000
 _EXISTING_SQL_SQLITE = (
     "SELECT remote_id, content_hash, deleted FROM records "
     "WHERE connection_id = ? AND entity = ? AND remote_id IN ({})"
@@ -167,17 +225,18 @@ _EXISTING_SQL_POSTGRESQL = (
 _INSERT_SQL_SQLITE = (
     "INSERT INTO records (id, connection_id, entity, remote_id, data, raw, content_hash, "
     "remote_created_at, remote_updated_at, created_at, modified_at, deleted, deleted_at, "
-    "change_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "change_seq) VALUES "
+)
+_UPSERT_TAIL_SQLITE = (
+    " ON CONFLICT (id) DO UPDATE SET data = excluded.data, raw = excluded.raw, "
+    "content_hash = excluded.content_hash, remote_created_at = excluded.remote_created_at, "
+    "remote_updated_at = excluded.remote_updated_at, modified_at = excluded.modified_at, "
+    "deleted = excluded.deleted, deleted_at = excluded.deleted_at, change_seq = excluded.change_seq"
 )
 _INSERT_SQL_POSTGRESQL = (
     "INSERT INTO records (id, connection_id, entity, remote_id, data, raw, content_hash, "
     "remote_created_at, remote_updated_at, created_at, modified_at, deleted, deleted_at, "
     "change_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-)
-_UPDATE_SQL_SQLITE = (
-    "UPDATE records SET data = ?, raw = ?, content_hash = ?, remote_created_at = ?, "
-    "remote_updated_at = ?, modified_at = ?, deleted = ?, deleted_at = ?, change_seq = ? WHERE "
-    "id = ?"
 )
 _UPDATE_SQL_POSTGRESQL = (
     "UPDATE records SET data = $1, raw = $2, content_hash = $3, remote_created_at = $4, "

@@ -62,15 +62,21 @@ HttpFactory = Callable[[], httpx.AsyncClient]
 ProgressCallback = Callable[[RunRow, Mapping[str, int]], None]
 
 
+# Records prepared between two turns of the event loop. The turns let the commit of the page
+# before take its next step, so its statements reach the database while this page is prepared.
+_PREPARE_BATCH = 100
+
+
 class _ReadAhead:
-    """Iterate prepared pages while the next one is read and prepared in a task, one page ahead.
+    """Iterate prepared pages, reading and preparing the next one in a task while the engine stores one.
 
     The connector fetches and maps page n + 1, and ``prepare`` serializes
-    and hashes its records, while the engine stores page n. So the source's
-    latency, the Python work of a page and the database's writes overlap
-    (SQLite's writes run in a thread of their own). ``aclose`` cancels and awaits
-    that task and closes the connector's iterator, so no read outlives the
-    run.
+    and hashes its records, while the engine stores page n. The engine calls
+    ``start`` once page n's rows are on their way to the database, so the
+    Python work of page n + 1 runs while the database writes page n (SQLite
+    writes in a thread of its own), and the source's latency hides behind
+    both. ``aclose`` cancels and awaits that task and closes the connector's
+    iterator, so no read outlives the run.
     """
 
     def __init__(self, pages: AsyncIterator[Page], prepare: Callable[[SourceRecord], PreparedRecord]) -> None:
@@ -81,16 +87,28 @@ class _ReadAhead:
     def __aiter__(self) -> _ReadAhead:
         return self
 
-    async def __anext__(self) -> tuple[Page, list[PreparedRecord]]:
+    def start(self) -> None:
+        """Start reading the next page, unless that has begun."""
         if self._next is None:
             self._next = asyncio.ensure_future(self._read())
-        page = await self._next  # StopAsyncIteration ends the iteration here
-        self._next = asyncio.ensure_future(self._read())
-        return page
+
+    async def __anext__(self) -> tuple[Page, list[PreparedRecord]]:
+        self.start()
+        assert self._next is not None
+        try:
+            return await self._next  # StopAsyncIteration ends the iteration here
+        finally:
+            self._next = None
 
     async def _read(self) -> tuple[Page, list[PreparedRecord]]:
         page = await anext(self._pages)
-        return page, [self._prepare(record) for record in page.records]
+        prepared: list[PreparedRecord] = []
+        for start in range(0, len(page.records), _PREPARE_BATCH):
+            if start:
+                await asyncio.sleep(0)
+            batch = page.records[start : start + _PREPARE_BATCH]
+            prepared.extend([self._prepare(record) for record in batch])
+        return page, prepared
 
     async def aclose(self) -> None:
         if self._next is not None:
@@ -237,7 +255,7 @@ class SyncEngine:
             )
             try:
                 async for page, prepared in pages:
-                    await self._commit_page_to_end(run, prepared, page.cursor, state)
+                    await self._commit_page_to_end(run, prepared, page.cursor, state, pages.start)
                     state.cursor = page.cursor
                     state.complete = page.complete
                     if progress is not None:
@@ -256,7 +274,12 @@ class SyncEngine:
         return prepare_record(connection_id, integration, entity, record)
 
     async def _commit_page_to_end(
-        self, run: RunRow, prepared: list[PreparedRecord], cursor: str | None, state: _Progress
+        self,
+        run: RunRow,
+        prepared: list[PreparedRecord],
+        cursor: str | None,
+        state: _Progress,
+        read_next: Callable[[], None],
     ) -> None:
         """Commit a page, and let a cancellation that arrives meanwhile wait for the commit to end.
 
@@ -265,7 +288,7 @@ class SyncEngine:
         stop are exactly the ones stored. A second cancellation abandons the
         commit, and its transaction rolls back.
         """
-        commit = asyncio.ensure_future(self._commit_page(run, prepared, cursor, state))
+        commit = asyncio.ensure_future(self._commit_page(run, prepared, cursor, state, read_next))
         try:
             await asyncio.shield(commit)
         except asyncio.CancelledError:
@@ -281,13 +304,24 @@ class SyncEngine:
             raise
 
     async def _commit_page(
-        self, run: RunRow, prepared: list[PreparedRecord], cursor: str | None, state: _Progress
+        self,
+        run: RunRow,
+        prepared: list[PreparedRecord],
+        cursor: str | None,
+        state: _Progress,
+        read_next: Callable[[], None],
     ) -> None:
         now = self.clock()
         async with self.db.write() as db:
             page_counts = await upsert_page(
-                db, connection_id=run.connection_id, entity=run.entity, page=prepared, now=now
+                db,
+                connection_id=run.connection_id,
+                entity=run.entity,
+                page=prepared,
+                now=now,
+                sending=read_next,
             )
+            read_next()  # for a page with nothing to write
             counts = dict(state.counts)
             counts["fetched"] += len(prepared)
             for name in ("created", "updated", "unchanged", "deleted"):

@@ -150,6 +150,36 @@ def decoded(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+async def test_large_page_write_round_trips(runtime: Runtime) -> None:
+    # 2,500 records span three of SQLite's multi-row statements, the last one shorter.
+    connection_id = await insert_test_connection(runtime)
+    first = [prepared(f"r{number:04d}", raw={"n": number}) for number in range(2500)]
+    second = [
+        record._replace(data={"name": f"Vendor {number}"}, content_hash=f"{number:064d}")
+        if number % 2
+        else record
+        for number, record in enumerate(first)
+    ]
+    async with runtime.db.write() as db:
+        created = await upsert_page(db, connection_id=connection_id, entity="vendor", page=first, now=T0)
+    later = T0 + timedelta(hours=1)
+    async with runtime.db.write() as db:
+        changed = await upsert_page(db, connection_id=connection_id, entity="vendor", page=second, now=later)
+
+    assert created.created == 2500
+    assert changed.updated == 1250
+    assert changed.unchanged == 1250
+    async with runtime.db.read() as db:
+        for number in (0, 999, 1000, 1001, 2499):
+            stored = await get_record(db, "vendor", f"vnd_r{number:04d}")
+            assert stored is not None
+            assert stored.raw == {"n": number}
+            assert stored.data == second[number].data
+            assert stored.created_at == T0
+            assert stored.modified_at == (later if number % 2 else T0)
+            assert stored.change_seq == (changed.change_seq if number % 2 else created.change_seq)
+
+
 async def test_page_write_rejects_naive_times(runtime: Runtime) -> None:
     connection_id = await insert_test_connection(runtime)
     naive = PreparedRecord(
