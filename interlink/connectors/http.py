@@ -39,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# The event a request started by ``request_ahead`` sets once its body is sent, read by ``_attempt``.
+# The event of a request started by ``request_ahead``. ``_attempt`` has httpcore's trace set it
+# once the request's body is sent.
 _request_sent: contextvars.ContextVar[asyncio.Event | None] = contextvars.ContextVar(
     "interlink_request_sent", default=None
 )
@@ -201,12 +202,11 @@ async def request_ahead(request: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
 
     A paged reader asks for page n + 1 this way before it maps page n, so the
     source prepares the next page while Interlink maps and stores the
-    current one. The request must reach the source before the caller starts
-    its work: a task that merely exists sends nothing until the event loop
-    is free again, after that work. So the request, sent by ``send``, reports
-    through httpcore's ``trace`` extension when its body has gone out. Pair
-    it with ``abandon`` for the request no longer wanted when the reader
-    stops.
+    current one. A new task sends nothing until the event loop is free
+    again, which would be after the caller's work. So the request, sent by
+    ``send``, reports the moment its body has gone out through httpcore's
+    ``trace`` extension. Pair it with ``abandon`` for a request that is no
+    longer needed when the reader stops.
     """
     sent = asyncio.Event()
     context = contextvars.copy_context()
@@ -270,7 +270,7 @@ def _reporting_sent(sent: asyncio.Event) -> Callable[[str, dict[str, Any]], Awai
     """Return an httpcore trace callback that sets ``sent`` once the request body has gone out."""
 
     async def trace(event: str, info: dict[str, Any]) -> None:
-        # "http11.send_request_body.complete", or "http2." for HTTP/2.
+        # httpcore names the event "http11.send_request_body.complete", or "http2...." for HTTP/2.
         if event.endswith(".send_request_body.complete"):
             sent.set()
 

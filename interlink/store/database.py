@@ -37,8 +37,8 @@ _SQLITE_BUSY_TIMEOUT_MS = 30_000
 # defaults are 2000 KiB and 1000 pages.
 _SQLITE_WRITER_CACHE_KIB = 16_384
 _SQLITE_WRITER_AUTOCHECKPOINT_PAGES = 10_000
-# A commit that finds no checkpoint running starts one in the background, so the writer's own
-# checkpoint at _SQLITE_WRITER_AUTOCHECKPOINT_PAGES finds most of the WAL copied already.
+# WalCheckpointer copies the WAL after commits, so the writer's own checkpoint at
+# _SQLITE_WRITER_AUTOCHECKPOINT_PAGES finds most of it copied already.
 
 
 def _storage_default(value: Any) -> str:
@@ -121,39 +121,39 @@ class Database:
 
 
 class WalCheckpointer:
-    """Copies an SQLite database's write-ahead log into the database file in a worker thread.
+    """A worker that checkpoints an SQLite database's write-ahead log after commits.
 
     SQLite checkpoints inside the commit that grows the log past
-    ``wal_autocheckpoint`` pages: that commit copies the log into the
-    database file and syncs it, and its writer, with the sync run behind it,
-    waits. In the engine benchmark that took 100 to 200 ms every eight or so
-    pages of 1,000 records. Here a checkpoint follows every commit, PASSIVE,
-    on a connection of its own in a worker thread, and writers go on
-    committing meanwhile. Commits made while one runs share the next. A
-    PASSIVE checkpoint copies as many frames as it can without waiting for
-    readers or writers. The writer's own checkpoint stays, so the log keeps
-    its bound, but it finds most of the log copied already.
+    ``wal_autocheckpoint`` pages. That commit copies the log into the
+    database file and syncs it while its writer, and the sync run behind
+    it, waits: 100 to 200 ms every eight or so pages of 1,000 records in the
+    engine benchmark. Here a PASSIVE checkpoint follows commits, on a
+    connection of its own in a worker thread, and writers go on committing
+    meanwhile. Commits made while one runs share the next one. A PASSIVE
+    checkpoint copies as many frames as it can without waiting for readers
+    or writers. The writer's own checkpoint stays, so the log keeps its
+    bound, but it finds most of the log copied already.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._running: asyncio.Future[None] | None = None
-        self._behind = False
+        self._pending = False
 
     def committed(self) -> None:
-        """Note a commit: a checkpoint that starts after it will copy it."""
-        self._behind = True
+        """Schedule a checkpoint that starts after this commit."""
+        self._pending = True
         if self._running is None or self._running.done():
             self._running = asyncio.ensure_future(self._run())
 
     async def wait(self) -> None:
-        """Wait until every commit noted so far has been checkpointed, or the checkpoints failed."""
+        """Wait for the checkpoints of the commits so far to finish or fail."""
         if self._running is not None:
             await asyncio.wait([self._running])
 
     async def _run(self) -> None:
-        while self._behind:
-            self._behind = False
+        while self._pending:
+            self._pending = False
             await asyncio.to_thread(self._checkpoint)
 
     def _checkpoint(self) -> None:

@@ -86,9 +86,10 @@ async def upsert_page(
     deleted by the source is stored as deleted; one that reappears after a
     deletion counts as updated.
 
-    ``sending`` is called once the rows are built, just before they go to
-    the database, if any do: the sync engine then starts preparing its next
-    page, whose Python work runs while the database writes this one.
+    ``sending``, if given, is called once the rows are built, just before
+    they go to the database, and not at all when nothing changed. The sync
+    engine starts preparing its next page then, so that page's Python work
+    runs while the database writes this one.
     """
     counts = UpsertCounts()
     latest = {record.remote_id: record for record in page}  # a page may repeat a record
@@ -114,8 +115,8 @@ async def upsert_page(
         return counts
     seq = await next_change_seq(connection)
     counts.change_seq = seq
-    # Rows go to the driver as positional tuples: the same values the ``records`` column types
-    # would bind, without their per-value processing in SQLAlchemy.
+    # Rows go to the driver as positional tuples. They hold the values the ``records`` column
+    # types would bind, without SQLAlchemy's processing of each value.
     if connection.dialect.name == "postgresql":
         stamp: Callable[[datetime | None], Any] = _timestamp_postgresql
         aware_now = _timestamp_postgresql(now)
@@ -132,7 +133,7 @@ async def upsert_page(
         return counts
     stamp, stamped_now = _timestamp_sqlite, _timestamp_sqlite(now)
     insert_rows = [_insert_row(record, connection_id, entity, stamped_now, seq, stamp) for record in inserts]
-    # A changed record is inserted whole over the stored one: UPDATE has no form that takes many rows.
+    # A changed record is inserted whole over the stored one, because UPDATE has no multi-row form.
     update_rows = [_insert_row(record, connection_id, entity, stamped_now, seq, stamp) for record in updates]
     if sending is not None:
         sending()

@@ -14,7 +14,7 @@ import functools
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -62,8 +62,8 @@ HttpFactory = Callable[[], httpx.AsyncClient]
 ProgressCallback = Callable[[RunRow, Mapping[str, int]], None]
 
 
-# Records prepared between two turns of the event loop. The turns let the commit of the page
-# before take its next step, so its statements reach the database while this page is prepared.
+# Records prepared between two turns of the event loop. Each turn lets the previous page's commit
+# send its next statement, so the database works while this page is prepared.
 _PREPARE_BATCH = 100
 
 
@@ -88,7 +88,7 @@ class _ReadAhead:
         return self
 
     def start(self) -> None:
-        """Start reading the next page, unless that has begun."""
+        """Start reading the next page, unless the read has already begun."""
         if self._next is None:
             self._next = asyncio.ensure_future(self._read())
 
@@ -255,7 +255,8 @@ class SyncEngine:
             )
             try:
                 async for page, prepared in pages:
-                    await self._commit_page_to_end(run, prepared, page.cursor, state, pages.start)
+                    commit = self._commit_page(run, prepared, page.cursor, state, pages.start)
+                    await self._commit_to_end(run, commit)
                     state.cursor = page.cursor
                     state.complete = page.complete
                     if progress is not None:
@@ -273,22 +274,15 @@ class SyncEngine:
     ) -> PreparedRecord:
         return prepare_record(connection_id, integration, entity, record)
 
-    async def _commit_page_to_end(
-        self,
-        run: RunRow,
-        prepared: list[PreparedRecord],
-        cursor: str | None,
-        state: _Progress,
-        read_next: Callable[[], None],
-    ) -> None:
-        """Commit a page, and let a cancellation that arrives meanwhile wait for the commit to end.
+    async def _commit_to_end(self, run: RunRow, page_commit: Coroutine[Any, Any, None]) -> None:
+        """Run a page's commit, and let a cancellation that arrives meanwhile wait for the commit to end.
 
         The next page is being read while this one commits, so a run stopped
         at any moment ends after a whole page: the pages committed before the
         stop are exactly the ones stored. A second cancellation abandons the
         commit, and its transaction rolls back.
         """
-        commit = asyncio.ensure_future(self._commit_page(run, prepared, cursor, state, read_next))
+        commit = asyncio.ensure_future(page_commit)
         try:
             await asyncio.shield(commit)
         except asyncio.CancelledError:
@@ -321,7 +315,7 @@ class SyncEngine:
                 now=now,
                 sending=read_next,
             )
-            read_next()  # for a page with nothing to write
+            read_next()  # a page with nothing to write never called it
             counts = dict(state.counts)
             counts["fetched"] += len(prepared)
             for name in ("created", "updated", "unchanged", "deleted"):

@@ -92,15 +92,25 @@ def bc_sandbox() -> Iterator[BusinessCentral]:
 
 @pytest.fixture
 async def bc_connection(runtime: Runtime, bc_sandbox: BusinessCentral) -> str:
+    return await connect(runtime, bc_sandbox, "customer-1")
+
+
+async def connect(
+    runtime: Runtime,
+    sandbox: BusinessCentral,
+    end_user_id: str,
+    settings: ConnectionSettings | None = None,
+) -> str:
+    """Link the sandbox through the headless connect path and return the new connection's id."""
     created = await create_connection(
         runtime.db,
         runtime.credentials,
         runtime.http_factory,
         integration_name="dynamics_bc",
-        end_user={"id": "customer-1"},
-        credentials=bc_sandbox.credentials,
+        end_user={"id": end_user_id},
+        credentials=sandbox.credentials,
         auth_scheme=None,
-        settings=ConnectionSettings(),
+        settings=settings or ConnectionSettings(),
     )
     return created.connection.id
 

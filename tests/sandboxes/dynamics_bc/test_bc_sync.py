@@ -7,7 +7,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from interlink.connections import create_connection
 from interlink.connectors.dynamics_bc import use_tuning
 from interlink.model import ConnectionSettings
 from interlink.runtime import Runtime
@@ -17,6 +16,7 @@ from tests.sandboxes.conftest import MovableClock
 from tests.sandboxes.dynamics_bc.conftest import (
     FAST_TUNING,
     BusinessCentral,
+    connect,
     connection_status,
     stored,
     sync,
@@ -233,17 +233,7 @@ async def test_line_edit_during_full_read(
 async def test_older_orders_make_full_read_sweep(runtime: Runtime, bc_sandbox: BusinessCentral) -> None:
     clock = MovableClock()
     use_tuning(replace(FAST_TUNING, clock=clock))
-    created = await create_connection(
-        runtime.db,
-        runtime.credentials,
-        runtime.http_factory,
-        integration_name="dynamics_bc",
-        end_user={"id": "customer-2"},
-        credentials=bc_sandbox.credentials,
-        auth_scheme=None,
-        settings=ConnectionSettings(history_days=30),
-    )
-    connection_id = created.connection.id
+    connection_id = await connect(runtime, bc_sandbox, "customer-2", ConnectionSettings(history_days=30))
     orders = bc_sandbox.api("purchaseOrders")["value"]
     window_start = datetime.now(UTC) - timedelta(days=30)
     inside = {o["id"] for o in orders if datetime.fromisoformat(o["lastModifiedDateTime"]) >= window_start}
