@@ -22,7 +22,11 @@ from interlink.store.tables import connections, records, sync_run_seen
 
 
 class PreparedRecord(NamedTuple):
-    """A record ready to store: mapped, serialized and hashed by the sync engine.
+    """A record ready to store: mapped, serialized and hashed by ``interlink.sync.prepare``.
+
+    ``data`` is the unified fields' JSON text and the remote times are RFC
+    3339 texts in UTC (``2026-01-02T03:04:05Z``), as the content hash covers
+    them. ``raw`` is serialized only if the record is written.
 
     A named tuple rather than a frozen dataclass: the engine builds one per
     record, and a tuple is built in a fraction of the time.
@@ -30,11 +34,11 @@ class PreparedRecord(NamedTuple):
 
     id: str
     remote_id: str
-    data: dict[str, Any]
+    data: str
     raw: Mapping[str, Any] | None
     content_hash: str
-    remote_created_at: datetime | None
-    remote_updated_at: datetime | None
+    remote_created_at: str | None
+    remote_updated_at: str | None
     deleted: bool = False
 
 
@@ -118,12 +122,12 @@ async def upsert_page(
     # Rows go to the driver as positional tuples. They hold the values the ``records`` column
     # types would bind, without SQLAlchemy's processing of each value.
     if connection.dialect.name == "postgresql":
-        stamp: Callable[[datetime | None], Any] = _timestamp_postgresql
         aware_now = _timestamp_postgresql(now)
         insert_rows = [
-            _insert_row(record, connection_id, entity, aware_now, seq, stamp) for record in inserts
+            _insert_row(record, connection_id, entity, aware_now, seq, _remote_time_postgresql)
+            for record in inserts
         ]
-        update_rows = [_update_row(record, aware_now, seq, stamp) for record in updates]
+        update_rows = [_update_row(record, aware_now, seq, _remote_time_postgresql) for record in updates]
         if sending is not None:
             sending()
         if insert_rows:
@@ -131,7 +135,7 @@ async def upsert_page(
         if update_rows:
             await connection.exec_driver_sql(_UPDATE_SQL_POSTGRESQL, update_rows)
         return counts
-    stamp, stamped_now = _timestamp_sqlite, _timestamp_sqlite(now)
+    stamp, stamped_now = _remote_time_sqlite, _timestamp_sqlite(now)
     insert_rows = [_insert_row(record, connection_id, entity, stamped_now, seq, stamp) for record in inserts]
     # A changed record is inserted whole over the stored one, because UPDATE has no multi-row form.
     update_rows = [_insert_row(record, connection_id, entity, stamped_now, seq, stamp) for record in updates]
@@ -263,20 +267,36 @@ def _timestamp_postgresql(value: datetime | None) -> datetime | None:
     return value
 
 
+def _remote_time_sqlite(text: str | None) -> str | None:
+    """Convert a prepared record's ``...Z`` time to the text ``_timestamp_sqlite`` writes for it.
+
+    Slicing takes 0.2 µs, and formatting the time again 1.3 µs (timeit).
+    """
+    if text is None:
+        return None
+    # "2026-01-02T03:04:05Z" or "2026-01-02T03:04:05.000006Z" -> "2026-01-02 03:04:05.000006"
+    fraction = text[19:26] if len(text) > 20 else ".000000"
+    return f"{text[:10]} {text[11:19]}{fraction}"
+
+
+def _remote_time_postgresql(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
 def _insert_row(
     record: PreparedRecord,
     connection_id: str,
     entity: str,
     stamped_now: Any,
     seq: int,
-    stamp: Callable[[datetime | None], Any],
+    stamp: Callable[[str | None], Any],
 ) -> tuple[Any, ...]:
     return (
         record.id,
         connection_id,
         entity,
         record.remote_id,
-        storage_json(record.data),
+        record.data,
         # A missing raw record is stored as JSON null, as SQLAlchemy's JSON type stores None.
         storage_json(record.raw),
         record.content_hash,
@@ -291,10 +311,10 @@ def _insert_row(
 
 
 def _update_row(
-    record: PreparedRecord, stamped_now: Any, seq: int, stamp: Callable[[datetime | None], Any]
+    record: PreparedRecord, stamped_now: Any, seq: int, stamp: Callable[[str | None], Any]
 ) -> tuple[Any, ...]:
     return (
-        storage_json(record.data),
+        record.data,
         storage_json(record.raw),
         record.content_hash,
         stamp(record.remote_created_at),
