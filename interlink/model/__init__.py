@@ -19,7 +19,7 @@ from interlink.model.entities import (
     WorkOrder,
     WorkOrderTask,
 )
-from interlink.model.ids import new_id, record_id
+from interlink.model.ids import build_record_id, new_id
 from interlink.model.records import ENTITIES, ENTITIES_BY_PATH, Entity, RecordEnvelope, get_entity
 from interlink.model.types import Address, DecimalString, Ref, UtcDateTime, format_utc, reference
 
@@ -45,11 +45,11 @@ __all__ = [
     "Vendor",
     "WorkOrder",
     "WorkOrderTask",
+    "build_record_id",
     "canonical_json",
     "content_hash",
     "format_utc",
     "get_entity",
     "new_id",
-    "record_id",
     "reference",
 ]

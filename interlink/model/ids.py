@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from functools import lru_cache
 
 # One prefix per entity, so an id shows which entity it names.
 RECORD_ID_PREFIXES: dict[str, str] = {
@@ -40,12 +39,6 @@ def build_record_id(connection_id: str, entity: str, remote_id: str) -> str:
     bits = int.from_bytes(hashlib.sha256(material).digest()[:17], "big") >> 6
     digits = "".join([_BASE32_PAIRS[(bits >> shift) & 0x3FF] for shift in range(120, -1, -10)])
     return f"{prefix}_{digits}"
-
-
-# ``build_record_id`` with the most recent ids kept, for references, because they repeat
-# across records (one vendor on many orders). When full, the cache takes about 10 MB
-# (measured with tracemalloc for 40-character connection ids).
-record_id = lru_cache(maxsize=32_768)(build_record_id)
 
 
 def uuid7_hex() -> str:

@@ -19,7 +19,7 @@ import pytest
 from interlink.connectors.registry import get_integration
 from interlink.crypto import generate_token, hash_token
 from interlink.demo.run import sandbox_modules
-from interlink.model import ENTITIES, record_id
+from interlink.model import ENTITIES, build_record_id
 from interlink.model.ids import RECORD_ID_PREFIXES
 from interlink.runtime import Runtime
 from interlink.store.api_keys import insert_api_key
@@ -126,7 +126,7 @@ async def test_unified_output_contract(
             where = f"{name} {entity_name} {record['remote_id']}"
             assert set(record) == fields, f"{where}: fields differ: {set(record) ^ fields}"
             entity.record_model.model_validate(record)  # types, enums, and no unknown fields
-            assert record["id"] == record_id(connection_id, entity_name, record["remote_id"]), where
+            assert record["id"] == build_record_id(connection_id, entity_name, record["remote_id"]), where
             assert record["integration"] == name, where
             for field in money:
                 value = record[field]

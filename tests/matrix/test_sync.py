@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from interlink.connectors.base import Page, ReadWindow
 from interlink.connectors.matrix import timeline
-from interlink.model import record_id
+from interlink.model import build_record_id
 from interlink.runtime import Runtime
 from interlink.store.runs import get_sync_state
 from interlink.store.tables import records as records_table
@@ -90,7 +90,7 @@ async def test_edit_redaction_and_relations(runtime: Runtime, world: World) -> N
 
     reply = stored[world.reply].data
     assert reply["reply_to"] == {
-        "id": record_id(connection_id, "message", world.original),
+        "id": build_record_id(connection_id, "message", world.original),
         "remote_id": world.original,
     }
     thread_reply = stored[world.thread_reply].data

@@ -10,7 +10,7 @@ import pytest
 
 from interlink.connections import create_connection
 from interlink.crypto import generate_token, hash_token
-from interlink.model import ConnectionSettings, record_id
+from interlink.model import ConnectionSettings, build_record_id
 from interlink.runtime import Runtime
 from interlink.store.api_keys import insert_api_key
 from interlink.store.events import list_events
@@ -74,7 +74,7 @@ async def chat(runtime: Runtime, synapse: SynapseServer) -> Chat:
         room_id=room_id,
         connection_id=connection_id,
         connection_token=created.token,
-        conversation_id=record_id(connection_id, "conversation", room_id),
+        conversation_id=build_record_id(connection_id, "conversation", room_id),
     )
 
 
@@ -167,7 +167,7 @@ async def test_next_sync_finds_written_record(api: httpx.AsyncClient, runtime: R
 async def test_reply_to_sets_relation(api: httpx.AsyncClient, runtime: Runtime, chat: Chat) -> None:
     question = await chat.other.say(chat.room_id, "is the crane free?")
     await sync(runtime, chat.connection_id, "message")
-    question_id = record_id(chat.connection_id, "message", question)
+    question_id = build_record_id(chat.connection_id, "message", question)
 
     response = await api.post(
         "/v1/messages",
@@ -230,7 +230,7 @@ async def test_connection_token_writes_own_connection(
         foreign = await api.post("/v1/messages", json={"connection_id": "con_other", "body": "x"})
         stranger = await api.post(
             "/v1/messages",
-            json={"conversation_id": record_id("con_other", "conversation", "!x"), "body": "x"},
+            json={"conversation_id": build_record_id("con_other", "conversation", "!x"), "body": "x"},
         )
     assert own.status_code == 201, own.text
     assert foreign.status_code == 403

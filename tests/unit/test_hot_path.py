@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
-from interlink.model import canonical_json, record_id
-from interlink.model.ids import build_record_id
+from interlink.model import build_record_id, canonical_json, reference
 from interlink.runtime import Runtime
 from interlink.store.records import PreparedRecord, get_record, upsert_page
 from interlink.store.runs import RunRow
@@ -38,8 +37,8 @@ def reference_record_id(prefix: str, connection_id: str, entity: str, remote_id:
 def test_record_id_matches_full_digest_base32(remote_id: str) -> None:
     expected = reference_record_id("vnd", "con_0193", "vendor", remote_id)
     assert build_record_id("con_0193", "vendor", remote_id) == expected
-    assert record_id("con_0193", "vendor", remote_id) == expected
-    assert record_id("con_0193", "vendor", remote_id) == expected  # served from the cache
+    assert reference("con_0193", "vendor", remote_id).id == expected
+    assert reference("con_0193", "vendor", remote_id).id == expected  # served from the cache
 
 
 def test_canonical_json_matches_sorted_stdlib_json() -> None:

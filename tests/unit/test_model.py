@@ -11,35 +11,35 @@ from interlink.model import (
     PurchaseOrder,
     PurchaseOrderLine,
     Ref,
+    build_record_id,
     canonical_json,
     content_hash,
     new_id,
-    record_id,
     reference,
 )
 
 
 def test_record_id_is_deterministic_and_prefixed() -> None:
-    first = record_id("con_1", "purchase_order", "42")
-    again = record_id("con_1", "purchase_order", "42")
+    first = build_record_id("con_1", "purchase_order", "42")
+    again = build_record_id("con_1", "purchase_order", "42")
     assert first == again
     assert first.startswith("po_")
     assert len(first) == len("po_") + 26
 
 
 def test_record_id_differs_per_connection_entity_and_key() -> None:
-    base = record_id("con_1", "vendor", "42")
-    assert record_id("con_2", "vendor", "42") != base
-    assert record_id("con_1", "part", "42") != base
-    assert record_id("con_1", "vendor", "43") != base
+    base = build_record_id("con_1", "vendor", "42")
+    assert build_record_id("con_2", "vendor", "42") != base
+    assert build_record_id("con_1", "part", "42") != base
+    assert build_record_id("con_1", "vendor", "43") != base
 
 
 def test_record_id_hides_the_remote_key() -> None:
-    assert "secret-key-7" not in record_id("con_1", "user", "secret-key-7")
+    assert "secret-key-7" not in build_record_id("con_1", "user", "secret-key-7")
 
 
 def test_record_id_does_not_confuse_part_boundaries() -> None:
-    assert record_id("con_1", "vendor", "a\x1fb") != record_id("con_1\x1fvendor", "vendor", "b")
+    assert build_record_id("con_1", "vendor", "a\x1fb") != build_record_id("con_1\x1fvendor", "vendor", "b")
 
 
 def test_new_id_is_time_ordered_uuid7() -> None:
@@ -138,9 +138,10 @@ def test_ref_requires_both_ids() -> None:
         Ref.model_validate({"id": "vnd_x"})
 
 
-def test_reference_is_frozen() -> None:
+def test_reference_is_frozen_and_shared() -> None:
     first = reference("con_1", "vendor", "V-7")
-    assert first == Ref(id=record_id("con_1", "vendor", "V-7"), remote_id="V-7")
+    assert first == Ref(id=build_record_id("con_1", "vendor", "V-7"), remote_id="V-7")
+    assert reference("con_1", "vendor", "V-7") is first
     assert reference("con_2", "vendor", "V-7") != first
     with pytest.raises(ValidationError):
         first.remote_id = "V-8"

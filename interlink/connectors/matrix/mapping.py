@@ -20,11 +20,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any, Literal
 
 from interlink.connectors.base import SourceRecord
-from interlink.model import Conversation, Message, Ref, User, reference
+from interlink.model import Conversation, Message, User, reference
 
 MESSAGE_TYPES = ("m.room.message", "m.room.encrypted")
 REDACTION_TYPE = "m.room.redaction"
@@ -50,12 +49,6 @@ _KINDS: dict[str, MessageKind] = {
 }
 _EVENT_KEYS = ("event_id", "type", "sender", "origin_server_ts", "content", "state_key", "redacts")
 _REPLY_HTML = re.compile(r"^<mx-reply>.*?</mx-reply>", re.DOTALL)
-
-
-@lru_cache(maxsize=4096)
-def ref(connection_id: str, entity: str, remote_id: str) -> Ref:
-    """Return the reference to a record; every message of a room names the same few, so it is cached."""
-    return reference(connection_id, entity, remote_id)
 
 
 def event_time(event: Mapping[str, Any]) -> datetime | None:
@@ -215,15 +208,17 @@ def map_message(
     changes = [moment for moment in (sent_at, edited_at, event_time(redaction or {})) if moment is not None]
     sender = event.get("sender")
     data = Message(
-        conversation=ref(connection_id, "conversation", room_id),
-        sender=ref(connection_id, "user", sender) if isinstance(sender, str) else None,
+        conversation=reference(connection_id, "conversation", room_id),
+        sender=reference(connection_id, "user", sender) if isinstance(sender, str) else None,
         body=body,
         body_html=html,
         kind=kind,
         sent_at=sent_at,
         edited_at=edited_at,
-        reply_to=ref(connection_id, "message", reply_to) if isinstance(reply_to, str) else None,
-        thread_root=ref(connection_id, "message", thread_root) if isinstance(thread_root, str) else None,
+        reply_to=reference(connection_id, "message", reply_to) if isinstance(reply_to, str) else None,
+        thread_root=(
+            reference(connection_id, "message", thread_root) if isinstance(thread_root, str) else None
+        ),
     )
     return SourceRecord(
         remote_id=str(event["event_id"]),

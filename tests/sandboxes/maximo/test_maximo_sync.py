@@ -13,7 +13,7 @@ from interlink.connectors.base import ConnectorContext, ReadWindow
 from interlink.connectors.http import create_client
 from interlink.connectors.maximo import MaximoOptions, build_integration
 from interlink.connectors.maximo.mapping import join_remote_id
-from interlink.model import record_id
+from interlink.model import build_record_id
 from interlink.runtime import Runtime
 from tests.sandboxes.conftest import connection_status, stored, sync
 from tests.sandboxes.maximo.conftest import MaximoSandbox
@@ -47,7 +47,9 @@ async def test_work_order_keeps_tasks_and_decimals(
 
     assert [task["remote_id"] for task in record.data["tasks"]] == [task["wonum"] for task in tasks]
     assert Decimal(record.data["estimated_hours"]) == Decimal(order["estdur"])
-    assert record.data["asset"]["id"] == record_id(maximo_connection, "asset", f"BEDFORD/{order['assetnum']}")
+    assert record.data["asset"]["id"] == build_record_id(
+        maximo_connection, "asset", f"BEDFORD/{order['assetnum']}"
+    )
     assert record.data["remote_status"] == order["status"]
     latest = max(datetime.fromisoformat(row["changedate"]) for row in [order, *tasks])
     assert record.remote_updated_at == latest

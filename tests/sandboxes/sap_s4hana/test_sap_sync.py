@@ -13,7 +13,7 @@ from interlink.connections import InvalidConnectionInput
 from interlink.connectors.base import ConnectorContext, ReadWindow
 from interlink.connectors.http import create_client
 from interlink.connectors.sap_s4hana import SapOptions, build_integration
-from interlink.model import ConnectionSettings, record_id
+from interlink.model import ConnectionSettings, build_record_id
 from interlink.runtime import Runtime
 from tests.sandboxes.conftest import connection_status, stored, sync
 from tests.sandboxes.sap_s4hana.conftest import SWEEP_INTERVAL, SapSandbox, connect
@@ -59,7 +59,7 @@ async def test_purchase_order_keeps_items_and_decimals(
     assert Decimal(lines[0]["quantity"]) == Decimal(items[0]["OrderQuantity"])
     expected_price = Decimal(items[0]["NetPriceAmount"]) / Decimal(items[0]["NetPriceQuantity"])
     assert Decimal(lines[0]["unit_price"]) == expected_price
-    assert record.data["vendor"]["id"] == record_id(sap_connection, "vendor", order["Supplier"])
+    assert record.data["vendor"]["id"] == build_record_id(sap_connection, "vendor", order["Supplier"])
     assert lines[0]["part"]["remote_id"] == items[0]["Material"]
     assert record.remote_updated_at == datetime.fromisoformat(order["LastChangeDateTime"])
     assert record.raw is not None
