@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,6 +81,7 @@ async def upsert_page(
     entity: str,
     page: Sequence[PreparedRecord],
     now: datetime,
+    counted: Callable[[UpsertCounts], Awaitable[None]] | None = None,
     sending: Callable[[], object] | None = None,
 ) -> UpsertCounts:
     """Insert new records, rewrite changed ones, and count unchanged ones, in the caller's transaction.
@@ -89,6 +90,11 @@ async def upsert_page(
     ``modified_at`` and change number stay as they were. A record marked
     deleted by the source is stored as deleted; one that reappears after a
     deletion counts as updated.
+
+    ``counted``, if given, is awaited in the same transaction once the
+    page's counts are known, before any row is written. The sync engine
+    saves its cursor and renews its lease there, so the transaction can
+    commit as soon as the rows are written.
 
     ``sending``, if given, is called once the rows are built, just before
     they go to the database, and not at all when nothing changed. The sync
@@ -116,9 +122,13 @@ async def upsert_page(
                 counts.updated += 1
 
     if not inserts and not updates:
+        if counted is not None:
+            await counted(counts)
         return counts
     seq = await next_change_seq(connection)
     counts.change_seq = seq
+    if counted is not None:
+        await counted(counts)
     # Rows go to the driver as positional tuples. They hold the values the ``records`` column
     # types would bind, without SQLAlchemy's processing of each value.
     if connection.dialect.name == "postgresql":

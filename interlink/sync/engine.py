@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interlink.connectors.base import ConnectorContext, Integration, Page, ReadWindow, SourceRecord
 from interlink.connectors.errors import AuthenticationError, ConnectorError, RetryableError
@@ -36,6 +37,7 @@ from interlink.store.events import append_event
 from interlink.store.records import (
     PreparedRecord,
     RecordFilter,
+    UpsertCounts,
     forget_seen,
     mark_unseen_deleted,
     position_before,
@@ -306,17 +308,12 @@ class SyncEngine:
         read_next: Callable[[], None],
     ) -> None:
         now = self.clock()
-        async with self.db.write() as db:
-            page_counts = await upsert_page(
-                db,
-                connection_id=run.connection_id,
-                entity=run.entity,
-                page=prepared,
-                now=now,
-                sending=read_next,
-            )
-            read_next()  # a page with nothing to write never called it
-            counts = dict(state.counts)
+        counts = dict(state.counts)
+
+        async def record_progress(db: AsyncConnection, page_counts: UpsertCounts) -> None:
+            # Awaited before the page's rows are written, so COMMIT follows them at once. While
+            # the rows are written, the next page is mapped, and the statements here would wait
+            # for the event loop behind that work.
             counts["fetched"] += len(prepared)
             for name in ("created", "updated", "unchanged", "deleted"):
                 counts[name] += getattr(page_counts, name)
@@ -334,6 +331,18 @@ class SyncEngine:
             )
             if not owned:
                 raise LeaseLost(run.id)  # rolls the page back
+
+        async with self.db.write() as db:
+            page_counts = await upsert_page(
+                db,
+                connection_id=run.connection_id,
+                entity=run.entity,
+                page=prepared,
+                now=now,
+                counted=functools.partial(record_progress, db),
+                sending=read_next,
+            )
+            read_next()  # a page with nothing to write never called it
         state.counts = counts
         state.changed += page_counts.changed
         if state.first_change_seq is None:

@@ -216,6 +216,35 @@ async def test_run_leased_by_another_worker_is_skipped(
         await task
 
 
+async def test_lost_lease_rolls_back_page(
+    runtime: Runtime, engine: SyncEngine, connection_id: str, clock: Clock
+) -> None:
+    (run,) = await request_syncs(
+        runtime.db,
+        None,
+        connection_id=connection_id,
+        entities=["vendor"],
+        mode="incremental",
+        trigger="manual",
+        now=clock(),
+    )
+
+    def lose_lease(current: RunRow, counts: object) -> None:
+        engine.owner = "worker-gone"  # the stored lease names another owner from now on
+
+    finished = await engine.execute_run(run.id, progress=lose_lease)
+
+    assert finished is not None
+    assert finished.status == "running"  # left to the worker that holds the lease
+    assert finished.counts["fetched"] == 3
+    assert len(await stored(runtime, connection_id)) == 3  # the second page rolled back
+    async with runtime.db.read() as db:
+        state = await get_sync_state(db, connection_id, "vendor")
+    assert state is not None
+    assert state.cursor is not None
+    assert '"id": "v07"' in state.cursor  # the first page's cursor, not the second's
+
+
 async def test_second_trigger_returns_waiting_run(runtime: Runtime, connection_id: str, clock: Clock) -> None:
     first = await request_syncs(
         runtime.db,
