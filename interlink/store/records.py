@@ -92,9 +92,9 @@ async def upsert_page(
     deletion counts as updated.
 
     ``counted``, if given, is awaited in the same transaction once the
-    page's counts are known, before any row is written. The sync engine
-    saves its cursor and renews its lease there, so the transaction can
-    commit as soon as the rows are written.
+    page's counts are known, before the change number is taken and any row
+    is written. The sync engine saves its cursor and renews its lease
+    there, so the transaction can commit as soon as the rows are written.
 
     ``sending``, if given, is called once the rows are built, just before
     they go to the database, and not at all when nothing changed. The sync
@@ -121,14 +121,12 @@ async def upsert_page(
             else:
                 counts.updated += 1
 
+    if counted is not None:
+        await counted(counts)
     if not inserts and not updates:
-        if counted is not None:
-            await counted(counts)
         return counts
     seq = await next_change_seq(connection)
     counts.change_seq = seq
-    if counted is not None:
-        await counted(counts)
     # Rows go to the driver as positional tuples. They hold the values the ``records`` column
     # types would bind, without SQLAlchemy's processing of each value.
     if connection.dialect.name == "postgresql":

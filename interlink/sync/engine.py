@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interlink.connectors.base import ConnectorContext, Integration, Page, ReadWindow, SourceRecord
 from interlink.connectors.errors import AuthenticationError, ConnectorError, RetryableError
@@ -310,36 +309,36 @@ class SyncEngine:
         now = self.clock()
         counts = dict(state.counts)
 
-        async def record_progress(db: AsyncConnection, page_counts: UpsertCounts) -> None:
-            # Awaited before the page's rows are written, so COMMIT follows them at once. While
-            # the rows are written, the next page is mapped, and the statements here would wait
-            # for the event loop behind that work.
-            counts["fetched"] += len(prepared)
-            for name in ("created", "updated", "unchanged", "deleted"):
-                counts[name] += getattr(page_counts, name)
-            if run.mode == "full":
-                await remember_seen(db, run.id, [record.remote_id for record in prepared])
-            else:
-                await save_sync_state(db, run.connection_id, run.entity, now=now, cursor=cursor)
-            owned = await extend_lease(
-                db,
-                run.id,
-                owner=self.owner,
-                lease_until=now + self.lease,
-                counts=counts,
-                full_cursor=cursor if run.mode == "full" else None,
-            )
-            if not owned:
-                raise LeaseLost(run.id)  # rolls the page back
-
         async with self.db.write() as db:
+
+            async def record_progress(page_counts: UpsertCounts) -> None:
+                # Awaited before the page's rows are written. The next page is mapped while they are,
+                # and statements sent then would wait behind that work, so COMMIT follows the rows.
+                counts["fetched"] += len(prepared)
+                for name in ("created", "updated", "unchanged", "deleted"):
+                    counts[name] += getattr(page_counts, name)
+                if run.mode == "full":
+                    await remember_seen(db, run.id, [record.remote_id for record in prepared])
+                else:
+                    await save_sync_state(db, run.connection_id, run.entity, now=now, cursor=cursor)
+                owned = await extend_lease(
+                    db,
+                    run.id,
+                    owner=self.owner,
+                    lease_until=now + self.lease,
+                    counts=counts,
+                    full_cursor=cursor if run.mode == "full" else None,
+                )
+                if not owned:
+                    raise LeaseLost(run.id)  # rolls the page back
+
             page_counts = await upsert_page(
                 db,
                 connection_id=run.connection_id,
                 entity=run.entity,
                 page=prepared,
                 now=now,
-                counted=functools.partial(record_progress, db),
+                counted=record_progress,
                 sending=read_next,
             )
             read_next()  # a page with nothing to write never called it

@@ -35,7 +35,7 @@ def prepare_record(
     raw = record.raw
     if integration.volatile_fields:
         raw = {key: value for key, value in raw.items() if key not in integration.volatile_fields}
-    created, updated = utc_text(record.remote_created_at), utc_text(record.remote_updated_at)
+    created, updated = _utc_text(record.remote_created_at), _utc_text(record.remote_updated_at)
     rest = canonical_json(
         {"deleted": record.deleted, "raw": raw, "remote_created_at": created, "remote_updated_at": updated}
     )
@@ -53,7 +53,7 @@ def prepare_record(
     )
 
 
-def utc_text(value: datetime | None) -> str | None:
+def _utc_text(value: datetime | None) -> str | None:
     """Write a remote time as RFC 3339 in UTC, or raise ``ValueError`` for a time without an offset."""
     if value is None:
         return None

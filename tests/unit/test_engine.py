@@ -15,7 +15,7 @@ from interlink.store.events import list_events
 from interlink.store.records import RecordFilter, list_records
 from interlink.store.runs import RunRow, get_run, get_sync_state
 from interlink.store.tables import records
-from interlink.sync.engine import SyncEngine
+from interlink.sync.engine import ProgressCallback, SyncEngine
 from interlink.sync.requests import request_syncs
 from tests.support.memory_source import (
     MemorySource,
@@ -65,7 +65,11 @@ def engine(runtime: Runtime, source: MemorySource, clock: Clock) -> SyncEngine:
 
 
 async def run_sync(
-    runtime: Runtime, engine: SyncEngine, connection_id: str, mode: str = "incremental"
+    runtime: Runtime,
+    engine: SyncEngine,
+    connection_id: str,
+    mode: str = "incremental",
+    progress: ProgressCallback | None = None,
 ) -> RunRow:
     (run,) = await request_syncs(
         runtime.db,
@@ -76,7 +80,7 @@ async def run_sync(
         trigger="manual",
         now=engine.clock(),
     )
-    finished = await engine.execute_run(run.id)
+    finished = await engine.execute_run(run.id, progress=progress)
     assert finished is not None
     return finished
 
@@ -216,25 +220,12 @@ async def test_run_leased_by_another_worker_is_skipped(
         await task
 
 
-async def test_lost_lease_rolls_back_page(
-    runtime: Runtime, engine: SyncEngine, connection_id: str, clock: Clock
-) -> None:
-    (run,) = await request_syncs(
-        runtime.db,
-        None,
-        connection_id=connection_id,
-        entities=["vendor"],
-        mode="incremental",
-        trigger="manual",
-        now=clock(),
-    )
-
+async def test_lost_lease_rolls_back_page(runtime: Runtime, engine: SyncEngine, connection_id: str) -> None:
     def lose_lease(current: RunRow, counts: object) -> None:
         engine.owner = "worker-gone"  # the stored lease names another owner from now on
 
-    finished = await engine.execute_run(run.id, progress=lose_lease)
+    finished = await run_sync(runtime, engine, connection_id, progress=lose_lease)
 
-    assert finished is not None
     assert finished.status == "running"  # left to the worker that holds the lease
     assert finished.counts["fetched"] == 3
     assert len(await stored(runtime, connection_id)) == 3  # the second page rolled back
