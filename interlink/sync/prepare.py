@@ -54,9 +54,12 @@ def prepare_record(
 
 
 def _utc_text(value: datetime | None) -> str | None:
-    """Write a remote time as RFC 3339 in UTC, or raise ``ValueError`` for a time without an offset."""
+    """Format a remote time as RFC 3339 in UTC, or raise ``ValueError`` for a time without an offset."""
     if value is None:
         return None
     if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r} given; Interlink stores aware UTC times")
+        raise ValueError(
+            f"naive datetime {value!r} given as a remote time. "
+            "The connector must return it with its UTC offset, for example with tzinfo=UTC."
+        )
     return format_utc(value)
